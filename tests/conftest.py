@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Tests never touch the user's real cache; built-in tasks train into a per-session directory.
+os.environ.setdefault("SEARCHQ_PROGRESS", "0")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if "SEARCHQ_CACHE" not in os.environ:
+        os.environ["SEARCHQ_CACHE"] = str(tmp_path_factory.mktemp("searchq-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
