@@ -131,19 +131,21 @@ def _ops_and_groups(gm: fx.GraphModule, modules: dict[str, nn.Module], out: Anal
     group_of: dict[str, str] = {}
     for names in members.values():
         first = calls[names[0]][0]
-        src = first.args[0]
+        arg = first.args[0]
+        src = arg if isinstance(arg, fx.Node) else None
         qname = f"{names[0]}.input"
         shape = _shape(src) or ()
-        is_node = isinstance(src, fx.Node)
         out.groups.append(
             ActivationGroup(
                 qname=qname,
                 consumers=tuple(names),
-                source=src.name if is_node else "?",
+                source=src.name if src is not None else "?",
                 shape=tuple(shape[1:]),
-                from_input=is_node and src.op == "placeholder",
-                source_module=str(src.target) if is_node and src.op == "call_module" else None,
-                source_call=call_index.get(src.name, 0) if is_node else 0,
+                from_input=src is not None and src.op == "placeholder",
+                source_module=(
+                    str(src.target) if src is not None and src.op == "call_module" else None
+                ),
+                source_call=call_index.get(src.name, 0) if src is not None else 0,
             )
         )
         for n in names:

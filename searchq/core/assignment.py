@@ -97,7 +97,7 @@ class Assignment:
         return isinstance(other, Assignment) and self.key() == other.key()
 
     def replace(self, **changes: Any) -> Assignment:
-        data = {
+        data: dict[str, Any] = {
             "weights": dict(self.weights),
             "activations": dict(self.activations),
             "subnet": self.subnet,

@@ -53,6 +53,6 @@ def adapt_batchnorm(model: nn.Module, batches: Iterable[Any], num_samples: int =
     finally:
         for m, mom in momenta:
             m.momentum = mom
-        for m, f in flags:
-            m.training = f
+        for mod, f in flags:
+            mod.training = f
     return seen

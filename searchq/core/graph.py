@@ -154,6 +154,7 @@ class ModelGraph:
     notes: tuple[str, ...] = ()
     method: str = "fx"
     input_shape: tuple[int, ...] = ()
+    module_types: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     _by_name: dict[str, OpInfo] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -248,6 +249,7 @@ class ModelGraph:
             notes=tuple(notes),
             method=result.method,
             input_shape=tuple(args[0].shape[1:]) if args else (),
+            module_types={name: type(m).__name__ for name, m in model.named_modules()},
         )
 
 
@@ -294,7 +296,7 @@ def make_op(
 ) -> OpInfo:
     kind = op_kind(module)
     assert kind is not None
-    weight = module.weight
+    weight: Tensor = module.weight  # type: ignore[assignment]
     bias = getattr(module, "bias", None)
     if isinstance(module, nn.Linear):
         macs = linear_macs(module, in_shape)

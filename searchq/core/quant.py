@@ -120,6 +120,8 @@ class FakeQuantizer(nn.Module):
     Until :meth:`init_range` has run, the quantizer passes its input through unchanged.
     """
 
+    initialized: Tensor
+
     def __init__(self, spec: QuantizerSpec, *, num_channels: int = 1) -> None:
         super().__init__()
         self.spec = spec

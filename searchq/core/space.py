@@ -278,7 +278,7 @@ class QuantSpace:
                 raise HardwareConstraintError(
                     f"{p.qname} = {bits[p.qname]} bits is not allowed by preset "
                     f"'{self.hardware.name}' for {'/'.join(p.hw_types)} {p.kind}s "
-                    f"({p.mode}); allowed {list(p.bits)}"
+                    f"({p.mode}); allowed {list(p.bits)}: pick one of those or use --hw trial"
                 )
         if self.assignment_mode == "strict":
             for g in self.groups:

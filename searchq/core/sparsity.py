@@ -31,6 +31,8 @@ LEVEL_MODES = ("global", "local")
 class WeightMask(nn.Module):
     """``w ↦ w · mask`` (the mask is a buffer, saved in state dicts)."""
 
+    mask: Tensor
+
     def __init__(self, shape: torch.Size, device: torch.device | None = None) -> None:
         super().__init__()
         self.register_buffer("mask", torch.ones(shape, device=device))

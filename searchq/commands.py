@@ -1,0 +1,106 @@
+"""What ``searchq run ...`` does once argv is parsed: config + task + hardware → a library call."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+from dataclasses import replace
+from typing import Any
+
+from searchq.errors import ConfigError
+
+__all__ = ["load_run_inputs", "run_manual"]
+
+
+def _progress() -> bool:
+    return os.environ.get("SEARCHQ_PROGRESS", "1") != "0"
+
+
+def load_run_inputs(args: argparse.Namespace, algorithm: str) -> tuple[Any, Any, str]:
+    """(config or None, task, hardware name) from the common options."""
+    from searchq.tasks import get_task
+
+    config = None
+    if args.config:
+        from searchq.config import load_config
+
+        config = load_config(args.config)
+        config.require_supported()
+        if config.algorithm not in (algorithm, None):
+            raise ConfigError(
+                f"the config describes '{config.algorithm}', not '{algorithm}'; run "
+                f"`searchq run {config.algorithm} --config {args.config}` or drop the algorithm",
+                file=str(args.config),
+            )
+    hw = args.hw or (config.target_device if config is not None else None) or "trial"
+    task = get_task(args.task or "digits", seed=args.seed)
+    if config is not None and config.input_info:
+        _check_input_info(config, task)
+    return config, task, hw
+
+
+def _check_input_info(config: Any, task: Any) -> None:
+    wanted = tuple(config.input_info[0].sample_size)
+    have = tuple(task.example_input.shape) if task.example_input is not None else None
+    if have is not None and wanted[1:] != have[1:]:
+        warnings.warn(
+            f"input_info sample_size {list(wanted)} does not match task '{task.name}' "
+            f"(inputs {list(have)}); the task's inputs are used",
+            stacklevel=2,
+        )
+
+
+def run_manual(args: argparse.Namespace) -> int:
+    from searchq import manual
+    from searchq.config.specs import QuantizationSpec, RangeInitSpec
+    from searchq.core.assignment import Assignment
+    from searchq.report.show import format_result
+
+    config, task, hw = load_run_inputs(args, "manual")
+    spec = (config.quantization if config is not None else None) or QuantizationSpec()
+    if args.range_init or args.range_samples is not None:
+        r = spec.range_init
+        spec = replace(
+            spec,
+            range_init=RangeInitSpec(
+                type=args.range_init or r.type,
+                num_init_samples=(
+                    args.range_samples if args.range_samples is not None else r.num_init_samples
+                ),
+                min_percentile=r.min_percentile,
+                max_percentile=r.max_percentile,
+            ),
+        )
+    if args.bn_samples is not None:
+        from searchq.config.specs import BNAdaptSpec
+
+        spec = replace(spec, bn_adaptation=BNAdaptSpec(num_bn_adaptation_samples=args.bn_samples))
+    assignment = Assignment.from_json(args.bits_file) if args.bits_file else None
+    resolved: dict[str, Any] = config.to_dict() if config is not None else {}
+    resolved["searchq_run"] = {
+        "algorithm": "manual",
+        "task": args.task or "digits",
+        "hw": hw,
+        "seed": args.seed,
+        "bits_file": args.bits_file,
+        "w_bits": args.w_bits,
+        "a_bits": args.a_bits,
+        "weights_only": args.weights_only,
+    }
+    result = manual.run(
+        task,
+        spec,
+        assignment=assignment,
+        hw=hw,
+        w_bits=args.w_bits,
+        a_bits=args.a_bits,
+        weights_only=args.weights_only,
+        out=args.out,
+        seed=args.seed,
+        progress=_progress() and not args.no_progress,
+        resolved_config=resolved,
+    )
+    print(format_result(result))
+    print(f"\nwrote {result.run_dir}")
+    return 0
