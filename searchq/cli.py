@@ -153,7 +153,14 @@ def _insert_algorithm(argv: list[str]) -> list[str]:
             "searchq run manual --config FILE",
             file=config_path,
         )
-    return ["run", config.algorithm, *argv[1:]]
+    algorithm = {"quantization": "manual"}.get(config.algorithm, config.algorithm)
+    if algorithm not in ALGORITHMS:
+        raise SearchqError(
+            f"the config describes {algorithm}, which is applied while fine-tuning "
+            "(`searchq finetune`, issue #7, not implemented yet); `searchq run` runs "
+            f"{'|'.join(ALGORITHMS)}"
+        )
+    return ["run", algorithm, *argv[1:]]
 
 
 def _reject_unbuilt(argv: list[str]) -> None:

@@ -8,6 +8,7 @@ import warnings
 from dataclasses import replace
 from typing import Any
 
+from searchq.config.warn import SearchqWarning
 from searchq.errors import ConfigError
 
 __all__ = ["load_run_inputs", "run_manual"]
@@ -27,7 +28,8 @@ def load_run_inputs(args: argparse.Namespace, algorithm: str) -> tuple[Any, Any,
 
         config = load_config(args.config)
         config.require_supported()
-        if config.algorithm not in (algorithm, None):
+        described = "manual" if config.algorithm == "quantization" else config.algorithm
+        if described not in (algorithm, None):
             raise ConfigError(
                 f"the config describes '{config.algorithm}', not '{algorithm}'; run "
                 f"`searchq run {config.algorithm} --config {args.config}` or drop the algorithm",
@@ -45,8 +47,9 @@ def _check_input_info(config: Any, task: Any) -> None:
     have = tuple(task.example_input.shape) if task.example_input is not None else None
     if have is not None and wanted[1:] != have[1:]:
         warnings.warn(
-            f"input_info sample_size {list(wanted)} does not match task '{task.name}' "
-            f"(inputs {list(have)}); the task's inputs are used",
+            f"input_info sample_size {list(wanted)} does not match task '{task.name}', whose "
+            f"samples are {list(have[1:])}; the task's inputs are used",
+            SearchqWarning,
             stacklevel=2,
         )
 

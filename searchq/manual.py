@@ -8,11 +8,13 @@ Bits the hardware preset forbids are an error, never silently replaced.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from searchq.config.specs import QuantizationSpec
+from searchq.config.warn import SearchqWarning
 from searchq.core.assignment import Assignment
 from searchq.core.graph import ModelGraph
 from searchq.core.hardware import HardwareSpec, load_hardware
@@ -56,12 +58,31 @@ def _plain(scope: str, known: set[str]) -> str | None:
     return None
 
 
+def _types_match(address: Any, graph: ModelGraph) -> bool:
+    """An NNCF address names classes too (``Sequential[layer1]/Bottleneck[0]``): a module of the
+    same name but another class is another model's layer, not a match."""
+    types = graph.module_types
+    if not types or not address.types:
+        return True
+    if address.root and types.get("") not in (None, address.root):
+        return False
+    parts = address.module_name.split(".")
+    for depth, cls in enumerate(address.types, start=1):
+        have = types.get(".".join(parts[:depth]))
+        if have is not None and have not in (cls, cls.removeprefix("NNCF")):
+            return False
+    return True
+
+
 def _nncf(
     scope: str, graph: ModelGraph, known: set[str], convert: Any, model_input: str
 ) -> str | None:
     try:
-        module, index, kind = convert(scope)
+        address = convert(scope)
     except (ConfigError, ValueError):
+        return None
+    module, index, kind = address
+    if module != model_input and not _types_match(address, graph):
         return None
     kind = (kind or "").upper()
     if kind == "WEIGHT":
@@ -120,6 +141,15 @@ def run(
     space = setup.space
     entries = tuple(getattr(spec.precision, "bitwidth_per_scope", ()) or ())
     listed, unmatched = resolve_scopes(entries, setup.graph, space)
+    if unmatched:
+        warnings.warn(
+            f"{len(unmatched)} of {len(entries)} bitwidth_per_scope entries match no quantizer "
+            f"of this model (e.g. {unmatched[0]!r}); they are ignored — the config was written "
+            "for another model, or use plain names such as "
+            f"{space.points[0].qname!r}",
+            SearchqWarning,
+            stacklevel=2,
+        )
     if assignment is not None:
         listed.update(assignment.bits)
     default_w = w_bits if w_bits is not None else (spec.weights.bits or 8)

@@ -171,7 +171,9 @@ class SearchqConfig:
         if self.input_info:
             out["input_info"] = [i.to_dict() for i in self.input_info]
         out["target_device"] = self.target_device
-        if self.compression:
+        if self.compression or self.bootstrapnas is None:
+            # kept even when empty: without it, a root key resembling 'compression' would be
+            # reported as a misspelt section when the resolved config is loaded again
             out["compression"] = [s.to_dict() for s in self.compression]
         if self.bootstrapnas is not None:
             out["bootstrapNAS"] = self.bootstrapnas.to_dict()
