@@ -159,8 +159,10 @@ _PRECISION = _obj(
         # searchq-only HAWQ keys
         "batch_size": _POSITIVE,
         "selection": {"enum": ["exact", "monotone"]},
-        "stop": {"enum": ["stderr", "tolerance"]},
+        "stop": {"enum": ["pick", "stderr", "tolerance"]},
         "stderr_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "pick_tolerance": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "deflation_rank": {"type": "integer", "minimum": 0},
     }
 )
 

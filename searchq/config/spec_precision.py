@@ -48,11 +48,14 @@ class HawqSpec:
 
     ``compression_ratio`` is NNCF's bit-complexity ratio: Σ MACs·8 / Σ MACs·max(w_bits, a_bits).
     Hutchinson trace estimation runs ``num_data_points`` samples for at most ``iter_number``
-    iterations and stops by ``stop``: ``"stderr"`` (searchq default) when the standard error of the
-    running mean falls below ``stderr_fraction`` of its magnitude, ``"tolerance"`` (NNCF's rule)
-    when the relative change of the mean trace falls below ``tolerance``. ``batch_size`` sets the
-    Hutchinson batch size independently of training (None: the task's). ``selection="exact"``
-    searches all assignments; ``"monotone"`` restricts to NNCF's non-decreasing-in-trace-order ones.
+    iterations and stops by ``stop``: ``"pick"`` (searchq default) when the chosen bits are stable
+    under the traces' remaining uncertainty (expected Σ Ω regret below ``pick_tolerance``),
+    ``"stderr"`` when every layer's standard error falls below ``stderr_fraction`` of its mean,
+    ``"tolerance"`` (NNCF's rule) when the relative change of the mean trace falls below
+    ``tolerance``. ``deflation_rank`` > 0 traces the top Hessian subspace exactly (Hutch++).
+    ``batch_size`` sets the Hutchinson batch size independently of training (None: all
+    ``num_data_points`` at once, at most 256). ``selection="exact"`` searches all assignments;
+    ``"monotone"`` restricts to NNCF's non-decreasing-in-trace-order ones.
     ``explicit_keys`` records which keys the user wrote, so later code can tell a default from a
     user choice (e.g. when the hardware preset forbids some of ``bits``).
     """
@@ -67,14 +70,16 @@ class HawqSpec:
     traces_per_layer_path: str | None = None
     batch_size: int | None = None
     selection: str = "exact"
-    stop: str = "stderr"
-    stderr_fraction: float = 0.1
+    stop: str = "pick"
+    stderr_fraction: float = 0.05
+    pick_tolerance: float = 0.01
+    deflation_rank: int = 16
     explicit_keys: frozenset[str] = field(default=frozenset(), compare=False)
 
     KEYS = (
         "type", "bits", "num_data_points", "iter_number", "tolerance", "compression_ratio",
         "dump_init_precision_data", "bitwidth_assignment_mode", "traces_per_layer_path",
-        "batch_size", "selection", "stop", "stderr_fraction",
+        "batch_size", "selection", "stop", "stderr_fraction", "pick_tolerance", "deflation_rank",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -102,7 +107,13 @@ class HawqSpec:
         if self.batch_size is not None:
             set_(self, "batch_size", check_int("batch_size", self.batch_size, low=1))
         check_choice("selection", self.selection, ("exact", "monotone"))
-        check_choice("stop", self.stop, ("stderr", "tolerance"))
+        check_choice("stop", self.stop, ("pick", "stderr", "tolerance"))
+        set_(
+            self,
+            "pick_tolerance",
+            check_number("pick_tolerance", self.pick_tolerance, low=0, high=1, low_open=True),
+        )
+        set_(self, "deflation_rank", check_int("deflation_rank", self.deflation_rank, low=0))
         set_(
             self,
             "stderr_fraction",
@@ -119,7 +130,7 @@ class HawqSpec:
                 warn_once(
                     format_path((*path, "tolerance")) or "tolerance",
                     'only used with "stop": "tolerance" (NNCF\'s rule); searchq\'s default stop '
-                    'rule is \'stderr\' — add "stop": "tolerance" to keep NNCF\'s behaviour',
+                    'rule is \'pick\' — add "stop": "tolerance" to keep NNCF\'s behaviour',
                 )
             return cls(**values, explicit_keys=_explicit(data))
 
