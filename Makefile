@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(VENV)/bin/searchq run manual --config examples/configs/digits_manual.json --out $(DEMO)
+	$(VENV)/bin/searchq run hawq --ratio 1.5 --out $(DEMO)
 	$(VENV)/bin/searchq show $(DEMO)
 
 test: install

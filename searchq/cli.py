@@ -19,7 +19,6 @@ from searchq.errors import ConfigError, SearchqError
 
 ALGORITHMS = ("manual", "hawq", "autoq", "elastic", "nsga")
 NOT_YET = {
-    "hawq": "issue #3",
     "autoq": "issue #4",
     "elastic": "issue #5",
     "nsga": "issue #6",
@@ -100,7 +99,34 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--range-samples", type=int, metavar="N", help="range init samples (256)")
     m.add_argument("--bn-samples", type=int, metavar="N", help="BN adaptation samples (2000)")
 
-    for name in ("hawq", "autoq", "elastic", "nsga"):
+    hawq = algos.add_parser(
+        "hawq",
+        help="Hessian-aware mixed precision: traces x quantization noise, exact allocation",
+        description="HAWQ: per-layer Hessian traces (Hutchinson) times quantization noise, then "
+        "the exact minimum under a budget (default: bit-complexity ratio 1.5).",
+    )
+    _common(hawq)
+    h = hawq.add_argument_group("hawq options")
+    budget = h.add_mutually_exclusive_group()
+    budget.add_argument("--ratio", type=float, help="bit-complexity ratio to reach (>=; 1.5)")
+    budget.add_argument("--size-ratio", type=float, help="model size vs FP32 to stay under (<=)")
+    budget.add_argument("--latency-ms", type=float, help="latency to stay under (needs a table)")
+    h.add_argument("--latency-table", metavar="FILE", help='JSON {"op": {"w": {"a": ms}}}')
+    h.add_argument("--bits", type=_int_list, help="candidate bits, e.g. 2,4,8 (default 2,4,8)")
+    h.add_argument("--traces", metavar="FILE", help="load traces from FILE, or save them there")
+    h.add_argument("--selection", choices=["exact", "monotone"], help="exact (default) or NNCF's")
+    h.add_argument("--mode", choices=["liberal", "strict"], help="bitwidth_assignment_mode")
+    h.add_argument("--num-data-points", type=int, metavar="N", help="samples for traces (100)")
+    h.add_argument("--batch-size", type=int, metavar="N", help="Hessian batch size")
+    h.add_argument("--iter-number", type=int, metavar="N", help="max Hutchinson probes (200)")
+    h.add_argument("--stop", choices=["pick", "stderr", "tolerance"], help="stop rule (pick)")
+    h.add_argument("--stderr-fraction", type=float, help="stderr rule target (0.05)")
+    h.add_argument("--tolerance", type=float, help="NNCF's tolerance rule (1e-4)")
+    h.add_argument("--deflation-rank", type=int, metavar="K", help="Hutch++ rank (16; 0 = off)")
+    h.add_argument("--finetune-epochs", type=int, default=0, metavar="N", help="QAT epochs after")
+    h.add_argument("--weights-only", action="store_true", help="do not quantize activations")
+
+    for name in ("autoq", "elastic", "nsga"):
         p = algos.add_parser(name, help=f"(not implemented yet: {NOT_YET[name]})")
         _common(p)
         p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -171,7 +197,7 @@ def _reject_unbuilt(argv: list[str]) -> None:
         and not {"-h", "--help"} & set(argv)
     ):
         raise SearchqError(
-            f"'{argv[1]}' is not implemented yet ({NOT_YET[argv[1]]}); available now: manual"
+            f"'{argv[1]}' is not implemented yet ({NOT_YET[argv[1]]}); available now: manual, hawq"
         )
 
 
@@ -219,12 +245,14 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if args.algorithm in NOT_YET:
             raise SearchqError(
                 f"'{args.algorithm}' is not implemented yet ({NOT_YET[args.algorithm]}); "
-                "available now: manual"
+                "available now: manual, hawq"
             )
         if args.no_progress:
             os.environ["SEARCHQ_PROGRESS"] = "0"
         from searchq import commands
 
+        if args.algorithm == "hawq":
+            return commands.run_hawq(args)
         return commands.run_manual(args)
     parser.print_help()
     return EXIT_USAGE

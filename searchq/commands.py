@@ -11,7 +11,7 @@ from typing import Any
 from searchq.config.warn import SearchqWarning
 from searchq.errors import ConfigError
 
-__all__ = ["load_run_inputs", "run_manual"]
+__all__ = ["load_run_inputs", "run_hawq", "run_manual"]
 
 
 def _progress() -> bool:
@@ -98,6 +98,60 @@ def run_manual(args: argparse.Namespace) -> int:
         hw=hw,
         w_bits=args.w_bits,
         a_bits=args.a_bits,
+        weights_only=args.weights_only,
+        out=args.out,
+        seed=args.seed,
+        progress=_progress() and not args.no_progress,
+        resolved_config=resolved,
+    )
+    print(format_result(result))
+    print(f"\nwrote {result.run_dir}")
+    return 0
+
+
+_HAWQ_FLAGS = {
+    "bits": "bits",
+    "num_data_points": "num_data_points",
+    "batch_size": "batch_size",
+    "iter_number": "iter_number",
+    "stop": "stop",
+    "stderr_fraction": "stderr_fraction",
+    "tolerance": "tolerance",
+    "deflation_rank": "deflation_rank",
+    "selection": "selection",
+    "mode": "bitwidth_assignment_mode",
+}
+
+
+def run_hawq(args: argparse.Namespace) -> int:
+    from searchq import hawq
+    from searchq.config.specs import HawqSpec, QuantizationSpec
+    from searchq.report.show import format_result
+
+    config, task, hw = load_run_inputs(args, "hawq")
+    qspec = (config.quantization if config is not None else None) or QuantizationSpec()
+    spec = qspec.precision if isinstance(qspec.precision, HawqSpec) else HawqSpec()
+    changes = {
+        field: getattr(args, flag)
+        for flag, field in _HAWQ_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
+    if changes:
+        explicit = spec.explicit_keys | set(changes)
+        spec = replace(spec, **changes, explicit_keys=frozenset(explicit))
+    resolved: dict[str, Any] = config.to_dict() if config is not None else {}
+    resolved["searchq_run"] = {k: v for k, v in vars(args).items() if k != "rest"}
+    result = hawq.search(
+        task,
+        ratio=args.ratio,
+        size_ratio=args.size_ratio,
+        latency_ms=args.latency_ms,
+        latency_table=args.latency_table,
+        hw=hw,
+        spec=spec,
+        quantization=qspec,
+        traces=args.traces,
+        finetune_epochs=args.finetune_epochs,
         weights_only=args.weights_only,
         out=args.out,
         seed=args.seed,

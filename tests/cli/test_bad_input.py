@@ -90,7 +90,11 @@ def cases(tmp_path: Path) -> list[tuple[list[str], list[str]]]:
         # algorithms and options
         (["run", "hawk"], ["hawk", "manual"]),
         (["run"], ["algorithm", "--config"]),
-        (["run", "hawq", "--ratio", "1.5"], ["not implemented yet"]),
+        (["run", "autoq", "--ratio", "0.15"], ["not implemented yet"]),
+        (["run", "hawq", "--ratio", "9"], ["compression_ratio 9 is out of reach", "1.00–4.00"]),
+        (["run", "hawq", "--ratio", "1.5", "--size-ratio", "0.2"], ["not allowed with"]),
+        (["run", "hawq", "--bits", "4,x"], ["--bits", "4,x"]),
+        (["run", "hawq", "--hw", "cpu", "--bits", "4,8"], ["bits [4]", "cpu"]),
         (["run", "manual", "--seed", "abc"], ["--seed", "abc"]),
         (["run", "manual", "--hw", "tpu"], ["tpu", "cpu", "npu", "trial"]),
         (["run", "manual", "--hw", "cpu", "--w-bits", "4"], ["4 bits", "cpu", "allowed [8, 16]"]),
@@ -128,7 +132,7 @@ def test_at_least_twenty_cases(tmp_path: Path) -> None:
     assert len(cases(tmp_path)) >= 20
 
 
-@pytest.mark.parametrize("index", range(28))
+@pytest.mark.parametrize("index", range(32))
 def test_bad_input_is_one_line_exit_2(index: int, tmp_path: Path, capsys) -> None:
     argv, needles = cases(tmp_path)[index]
     code = _run(argv + (["--no-progress"] if argv[0] == "run" and len(argv) > 1 else []))
