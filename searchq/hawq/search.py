@@ -288,7 +288,7 @@ def _traces(
             stop=stop,
             stderr_fraction=spec.stderr_fraction,
             tolerance=spec.tolerance,
-            min_iterations=16,
+            min_iterations=8,
             deflation_rank=spec.deflation_rank,
             seed=seed,
             should_stop=stability if spec.stop == "pick" else None,
