@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from searchq.core.evaluate import _split
+from searchq.errors import ConfigError
 
 __all__ = ["finetune"]
 
@@ -22,15 +23,22 @@ def finetune(
     lr: float = 1e-3,
     momentum: float = 0.9,
     weight_decay: float = 0.0,
+    schedule: str = "cosine",
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> list[float]:
     """Train ``model`` (weights and quantizer ranges) for ``epochs``; returns the mean loss per
-    epoch. Cosine learning-rate decay; the model is left in eval mode."""
+    epoch. ``schedule``: ``cosine`` decay or ``constant``; the model is left in eval mode."""
+    if schedule not in ("cosine", "constant"):
+        raise ConfigError(f"schedule {schedule!r} is not one of ['cosine', 'constant']")
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     steps = max(1, epochs * _length(batches))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        if schedule == "cosine"
+        else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    )
     losses = []
     with torch.random.fork_rng():
         torch.manual_seed(seed)  # dropout and friends; the loader brings its own generator

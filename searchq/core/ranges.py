@@ -7,7 +7,8 @@ Each observer sees a stream of tensors (batches of activations, or the weight on
 ``min_max``          minimum and maximum over everything seen
 ``mean_min_max``     mean over batches of each batch's minimum / maximum
 ``threesigma``       median ± 3·σ̂ of all values seen, σ̂ = 1.4826·MAD (median absolute
-                     deviation; the factor makes it a standard-deviation estimate for a normal)
+                     deviation; the factor makes it a standard-deviation estimate for a normal);
+                     when the MAD is 0 (over half the values equal, e.g. ReLU zeros) min / max
 ``percentile``       the ``min_percentile`` / ``max_percentile`` of all values seen
 ``mean_percentile``  mean over batches of each batch's percentiles
 ``mixed_min_max``    per *sample* statistics: the maximum is the mean of the per-sample maxima;
@@ -145,7 +146,15 @@ class ThreeSigmaObserver(_ValuesObserver):
         median = v.median(dim=1).values
         mad = (v - median[:, None]).abs().median(dim=1).values
         sigma = _MAD_TO_SIGMA * mad
-        return median - 3 * sigma, median + 3 * sigma
+        low, high = median - 3 * sigma, median + 3 * sigma
+        # More than half the values equal (e.g. ReLU zeros) makes the MAD 0 and the range empty:
+        # every value would clip. Such rows fall back to their min / max.
+        span = v.abs().amax(dim=1)
+        empty = (high - low) <= 1e-6 * span
+        if bool(empty.any()):
+            low = torch.where(empty, v.min(dim=1).values, low)
+            high = torch.where(empty, v.max(dim=1).values, high)
+        return low, high
 
 
 class PercentileObserver(_ValuesObserver):

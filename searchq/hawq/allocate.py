@@ -34,7 +34,14 @@ from searchq.core.graph import ModelGraph
 from searchq.core.space import QuantSpace, snap
 from searchq.errors import ConfigError, InfeasibleBudgetError
 
-__all__ = ["SELECTIONS", "Allocation", "allocate", "budget_metric", "frontier"]
+__all__ = [
+    "SELECTIONS",
+    "Allocation",
+    "allocate",
+    "budget_metric",
+    "check_reachable",
+    "frontier",
+]
 
 SELECTIONS = ("exact", "monotone")
 MAX_MONOTONE_SEQUENCES = 200_000
@@ -77,6 +84,16 @@ def _out_of_reach(space: QuantSpace, budget: Budget, lo: float, hi: float) -> In
         f"'{space.hardware.name}' the achievable range is {lo:.2f}–{hi:.2f}; choose a target in "
         "that range or allow more bits"
     )
+
+
+def check_reachable(space: QuantSpace, budget: Budget) -> tuple[float, float]:
+    """The achievable range of ``budget``'s metric; raises if its target lies outside."""
+    groups = allocation_groups(space)
+    costs, limit, metric = cost_table(space.graph, groups, budget)
+    lo, hi = achievable_range(costs, metric)
+    if sum(float(c.min()) for c in costs) > limit * (1 + 1e-12):
+        raise _out_of_reach(space, budget, lo, hi)
+    return lo, hi
 
 
 def allocate(

@@ -27,7 +27,7 @@ from searchq.core.finetune import finetune
 from searchq.core.hardware import HardwareSpec, load_hardware
 from searchq.errors import ConfigError
 from searchq.hawq import plots
-from searchq.hawq.allocate import Allocation, allocate, frontier
+from searchq.hawq.allocate import Allocation, allocate, check_reachable, frontier
 from searchq.hawq.hutchinson import TraceEstimate, estimate_traces
 from searchq.hawq.sensitivity import quantization_noise, sensitivities
 from searchq.hawq.stability import PickStability
@@ -171,6 +171,7 @@ def search(
             assignment_mode=spec.bitwidth_assignment_mode,
         )
     space = setup.space
+    check_reachable(space, budget)  # before any time goes into traces
     traces_path = (
         Path(traces)
         if traces

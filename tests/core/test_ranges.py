@@ -104,3 +104,10 @@ def test_unknown_type_and_bad_percentiles():
         make_observer("minmax")
     with pytest.raises(ConfigError, match="percentiles"):
         make_observer("percentile", {"min_percentile": 90, "max_percentile": 10})
+
+
+def test_threesigma_falls_back_when_most_values_are_zero():
+    relu = [torch.relu(b - 1.0) for b in _batches()]  # well over half the values are 0
+    lo, hi = _run("threesigma", relu, symmetric=False)
+    a = np.concatenate([b.numpy().ravel() for b in relu])
+    assert np.isclose(lo[0], a.min()) and np.isclose(hi[0], a.max())
