@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_json", "write_json_atomic", "write_text_atomic"]
+__all__ = ["read_json", "read_json_file", "write_json_atomic", "write_text_atomic"]
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -44,3 +44,26 @@ def _default(o: Any) -> Any:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_json_file(path: str | Path, *, what: str, key: str | None = None) -> Any:
+    """Read a JSON file a user pointed at; every failure is one located ConfigError."""
+    from searchq.errors import ConfigError
+
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file not found; check the path", key=key, file=str(p)) from None
+    except IsADirectoryError:
+        raise ConfigError(f"is a directory, not a {what} file", key=key, file=str(p)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the {what} file: {exc}", key=key, file=str(p)) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{what} file is not valid JSON ({exc.msg})",
+            key=key,
+            file=str(p),
+            line=exc.lineno,
+            column=exc.colno,
+        ) from None

@@ -14,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from searchq._frozen import freeze, thaw
+from searchq._io import read_json_file
 from searchq.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
@@ -22,22 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "Assignment"]
 
 SCHEMA_VERSION = 1
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return MappingProxyType({str(k): _freeze(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
 
 
 def _check_bits(kind: str, bits: Mapping[str, Any]) -> dict[str, int]:
@@ -68,7 +54,7 @@ class Assignment:
             self, "activations", MappingProxyType(_check_bits("activations", self.activations))
         )
         if self.subnet is not None:
-            object.__setattr__(self, "subnet", _freeze(self.subnet))
+            object.__setattr__(self, "subnet", freeze(self.subnet))
         if self.sparsity is not None:
             for name, level in self.sparsity.items():
                 if not isinstance(level, (int, float)) or not 0.0 <= float(level) < 1.0:
@@ -86,7 +72,7 @@ class Assignment:
         return (
             tuple(sorted(self.weights.items())),
             tuple(sorted(self.activations.items())),
-            json.dumps(_thaw(self.subnet), sort_keys=True) if self.subnet is not None else None,
+            json.dumps(thaw(self.subnet), sort_keys=True) if self.subnet is not None else None,
             tuple(sorted(self.sparsity.items())) if self.sparsity is not None else None,
         )
 
@@ -119,7 +105,7 @@ class Assignment:
             "activations": dict(self.activations),
         }
         if self.subnet is not None:
-            d["subnet"] = _thaw(self.subnet)
+            d["subnet"] = thaw(self.subnet)
         if self.sparsity is not None:
             d["sparsity"] = dict(self.sparsity)
         return d
@@ -174,18 +160,7 @@ class Assignment:
 
     @classmethod
     def from_json(cls, path: str | Path) -> Assignment:
-        p = Path(path)
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError("file not found; check the path", file=str(p)) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read: {exc}", file=str(p)) from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"not valid JSON ({exc.msg})", file=str(p), line=exc.lineno, column=exc.colno
-            ) from None
-        return cls.from_dict(data, source=str(p))
+        return cls.from_dict(read_json_file(path, what="assignment"), source=str(path))
 
     # -- application ----------------------------------------------------------------------
     def apply(self, qmodel: QuantizedModel) -> None:

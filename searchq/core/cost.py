@@ -19,11 +19,11 @@ module name first, then its kind such as ``conv2d``), summed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from searchq._io import read_json_file
 from searchq.core.assignment import Assignment
 from searchq.core.graph import ModelGraph
 from searchq.errors import ConfigError
@@ -82,19 +82,8 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
-        p = Path(path)
-        try:
-            raw = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError("latency table not found; check the path", file=str(p)) from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"latency table is not JSON ({exc.msg})",
-                file=str(p),
-                line=exc.lineno,
-                column=exc.colno,
-            ) from None
-        return cls.from_dict(raw, source=str(p))
+        raw = read_json_file(path, what="latency table", key="latency_table")
+        return cls.from_dict(raw, source=str(path))
 
     @classmethod
     def from_dict(cls, raw: object, *, source: str | None = None) -> LatencyTable:

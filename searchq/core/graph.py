@@ -17,13 +17,13 @@ The fx analysis lives in :mod:`searchq.core._fx_analysis`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
+from searchq.core._modes import eval_mode
 from searchq.errors import UnsupportedModelError
 
 __all__ = [
@@ -211,7 +211,7 @@ class ModelGraph:
         from searchq.core import _fx_analysis, _hook_analysis
 
         args = _as_args(example_input)
-        with _eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             try:
                 result = _fx_analysis.analyse(model, args)
             except _fx_analysis.TraceError as exc:
@@ -264,18 +264,6 @@ def _as_args(example_input: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
         f"example input of type {type(example_input).__name__} is not supported; pass a tensor "
         "or a tuple of tensors (one batch of the model's positional inputs)"
     )
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Analyse in eval mode (BatchNorm must not update its statistics) and restore the flags."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def conv_macs(module: nn.Module, out_shape: Sequence[int]) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from searchq.core._modes import eval_mode
 from searchq.core._param import add_weight_transform, original_weight, remove_weight_transform
 from searchq.core.assignment import Assignment
 from searchq.core.quant import FakeQuantizer
@@ -165,7 +166,7 @@ class QuantizedModel:
         }
         collecting: dict[int, str] = {id(q): n for n, q in self.activation_quantizers.items()}
         seen = 0
-        with self.disabled(), _collect(self, observers, collecting), _eval(self.model):
+        with self.disabled(), _collect(self, observers, collecting), eval_mode(self.model):
             for x in iterate_inputs(batches):
                 if seen >= num_samples:
                     break
@@ -216,17 +217,6 @@ def _collect(
     finally:
         for h in handles:
             h.remove()
-
-
-@contextmanager
-def _eval(model: nn.Module) -> Iterator[None]:
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, f in flags:
-            m.training = f
 
 
 def iterate_inputs(batches: Iterable[Any]) -> Iterator[Tensor]:

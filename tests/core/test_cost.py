@@ -89,5 +89,7 @@ def test_latency_table(graph, tmp_path):
         lt.latency(graph, a.replace(weights={**a.weights, "0.weight": 2}))
     assert CostModel(graph, lt).summary(a)["latency_ms"] == pytest.approx(3.5)
     p.write_text("{not json")
-    with pytest.raises(ConfigError, match="not JSON"):
+    with pytest.raises(
+        ConfigError, match="lat.json:1:2: latency_table: latency table file is not valid JSON"
+    ):
         LatencyTable.load(p)
