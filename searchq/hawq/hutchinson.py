@@ -320,19 +320,21 @@ class _HVP:
 
 @dataclass
 class _Basis:
-    """k orthonormal directions (each stored as per-weight blocks) and the exactly traced part."""
+    """k orthonormal directions (rows of ``q``, flattened over all weights) and the exactly
+    traced part."""
 
-    directions: list[list[Tensor]]
+    q: Tensor  # (k, D)
+    shapes: list[torch.Size]
     exact_part: np.ndarray  # per-layer trace of QQᵀH + HQQᵀ − QQᵀHQQᵀ
+
+    def blocks(self, flat: Tensor) -> list[Tensor]:
+        sizes = [math.prod(s) for s in self.shapes]
+        return [p.reshape(s) for p, s in zip(torch.split(flat, sizes), self.shapes, strict=True)]
 
     def project_out(self, v: Sequence[Tensor]) -> list[Tensor]:
         """``(I − QQᵀ) v``."""
-        out = [t.clone() for t in v]
-        for q in self.directions:
-            coef = float(_dot_blocks(q, v).sum())
-            for o, b in zip(out, q, strict=True):
-                o.sub_(coef * b)
-        return out
+        flat = torch.cat([t.reshape(-1) for t in v])
+        return self.blocks(flat - self.q.T @ (self.q @ flat))
 
 
 def _deflation_basis(
@@ -342,17 +344,16 @@ def _deflation_basis(
     sketch = [[_rademacher(w, gen) for w in weights] for _ in range(rank)]
     hs = hvp.products(sketch)
     flat = torch.stack([torch.cat([b.reshape(-1) for b in h]) for h in hs], dim=1)
-    q, _ = torch.linalg.qr(flat)
-    sizes = [w.numel() for w in weights]
-    directions = [
-        [p.reshape(w.shape) for p, w in zip(torch.split(q[:, k], sizes), weights, strict=True)]
-        for k in range(q.shape[1])
-    ]
-    hq = hvp.products(directions)
-    qhq = np.asarray([[float(_dot_blocks(a, hb).sum()) for hb in hq] for a in directions])
-    exact = np.zeros(len(weights))
-    for k, qk in enumerate(directions):
-        exact += 2 * _dot_blocks(qk, hq[k])
-        for m, qm in enumerate(directions):
-            exact -= qhq[k, m] * _dot_blocks(qk, qm)
-    return _Basis(directions=directions, exact_part=exact)
+    q = torch.linalg.qr(flat).Q.T.contiguous()  # (k, D), orthonormal rows
+    basis = _Basis(q=q, shapes=[w.shape for w in weights], exact_part=np.zeros(len(weights)))
+    hq = hvp.products([basis.blocks(row) for row in q])
+    hq_flat = torch.stack([torch.cat([b.reshape(-1) for b in h]) for h in hq])  # (k, D)
+    qhq = q @ hq_flat.T
+    exact = []
+    start = 0
+    for w in weights:  # per block: tr_i(QQᵀH + HQQᵀ − QQᵀHQQᵀ)
+        qi, hi = q[:, start : start + w.numel()], hq_flat[:, start : start + w.numel()]
+        exact.append(float(2 * (qi * hi).sum() - ((qi @ qi.T) * qhq).sum()))
+        start += w.numel()
+    basis.exact_part = np.asarray(exact)
+    return basis
