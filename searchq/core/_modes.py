@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import torch
 from torch import nn
 
-__all__ = ["eval_mode"]
+__all__ = ["eval_mode", "untouched_rng"]
 
 
 @contextmanager
@@ -20,3 +22,18 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for m, flag in flags:
             m.training = flag
+
+
+@contextmanager
+def untouched_rng(loader: Any) -> Iterator[None]:
+    """Draw from ``loader`` without moving its shuffling state (its own ``generator`` and torch's
+    global RNG), so training later sees the batches it would have seen without this draw — and
+    results do not depend on which optional steps (e.g. loading cached traces) ran before."""
+    gen = getattr(loader, "generator", None)
+    if not isinstance(gen, torch.Generator):
+        gen = None
+    state = gen.get_state() if gen is not None else None
+    with torch.random.fork_rng():
+        yield
+    if gen is not None and state is not None:
+        gen.set_state(state)

@@ -52,7 +52,7 @@ def finetune(
                 loss.backward()
                 opt.step()
                 sched.step()
-                total += float(loss) * int(x.shape[0])
+                total += loss.item() * int(x.shape[0])
                 count += int(x.shape[0])
             losses.append(total / max(count, 1))
             if on_epoch is not None:

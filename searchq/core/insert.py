@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from searchq.core._modes import eval_mode
+from searchq.core._modes import eval_mode, untouched_rng
 from searchq.core._param import add_weight_transform, original_weight, remove_weight_transform
 from searchq.core.assignment import Assignment
 from searchq.core.quant import FakeQuantizer
@@ -166,7 +166,12 @@ class QuantizedModel:
         }
         collecting: dict[int, str] = {id(q): n for n, q in self.activation_quantizers.items()}
         seen = 0
-        with self.disabled(), _collect(self, observers, collecting), eval_mode(self.model):
+        with (
+            self.disabled(),
+            _collect(self, observers, collecting),
+            eval_mode(self.model),
+            untouched_rng(batches),
+        ):
             for x in iterate_inputs(batches):
                 if seen >= num_samples:
                     break

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from searchq.core._modes import untouched_rng
 from searchq.core.assignment import Assignment
 from searchq.core.bn import adapt_batchnorm
 from searchq.core.insert import QuantizedModel, iterate_inputs
@@ -27,12 +28,13 @@ def take_samples(batches: Iterable[Any], num_samples: int) -> list[Tensor]:
     seen = 0
     if num_samples <= 0:
         return out
-    for x in iterate_inputs(batches):
-        take = min(num_samples - seen, x.shape[0])
-        out.append(x[:take].detach().clone())
-        seen += take
-        if seen >= num_samples:
-            break
+    with untouched_rng(batches):
+        for x in iterate_inputs(batches):
+            take = min(num_samples - seen, x.shape[0])
+            out.append(x[:take].detach().clone())
+            seen += take
+            if seen >= num_samples:
+                break
     return out
 
 

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from searchq._io import write_json_atomic
 from searchq.config.specs import HawqSpec, QuantizationSpec
+from searchq.core._modes import untouched_rng
 from searchq.core._param import original_weight
 from searchq.core.allocate import Budget
 from searchq.core.cost import LatencyTable
@@ -51,14 +52,15 @@ def hessian_batches(
 ) -> list[tuple[Tensor, Tensor]]:
     """The first ``num_data_points`` (input, target) samples, re-batched by ``batch_size``."""
     xs, ys, seen = [], [], 0
-    for batch in loader:
-        x, y = _split(batch)
-        take = min(num_data_points - seen, int(x.shape[0]))
-        xs.append(x[:take])
-        ys.append(y[:take])
-        seen += take
-        if seen >= num_data_points:
-            break
+    with untouched_rng(loader):
+        for batch in loader:
+            x, y = _split(batch)
+            take = min(num_data_points - seen, int(x.shape[0]))
+            xs.append(x[:take])
+            ys.append(y[:take])
+            seen += take
+            if seen >= num_data_points:
+                break
     if not xs:
         raise ConfigError("the training data is empty; HAWQ needs samples for the traces")
     x, y = torch.cat(xs), torch.cat(ys)
@@ -203,6 +205,7 @@ def search(
         **({"uniform8_accuracy": uniform8} if uniform8 is not None else {}),
         **setup.cost.summary(chosen),
         "objective": alloc.objective,
+        **{k: v for k, v in metrics.items() if k != "accuracy"},
     }
     setup.evaluation.activate(chosen)
     if finetune_epochs > 0:

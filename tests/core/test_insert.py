@@ -97,3 +97,24 @@ def test_weights_only_assignment(setup):
     qm = QuantizedModel(model, space, Assignment(weights={o.weight_qname: 4 for o in graph.ops}))
     assert not qm.activation_quantizers and len(qm.weight_quantizers) == 22
     assert set(qm.assignment.weights.values()) == {4}
+
+
+def test_sampling_for_init_does_not_move_the_loader_order():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from searchq.core.pipeline import take_samples
+
+    data = TensorDataset(torch.randn(64, 1, 8, 8), torch.zeros(64, dtype=torch.long))
+
+    def order(loader):
+        return torch.cat([x.flatten(1)[:, 0] for x, _ in loader])
+
+    def make():
+        return DataLoader(data, 16, shuffle=True, generator=torch.Generator().manual_seed(3))
+
+    loader, fresh = make(), make()
+    take_samples(loader, 20)
+    model = resnet20().eval()
+    qm = QuantizedModel(model, QuantSpace(ModelGraph.build(model, data[:2][0]), "trial"))
+    qm.init_ranges(loader, num_samples=32)
+    assert torch.equal(order(loader), order(fresh))
