@@ -19,7 +19,6 @@ from searchq.errors import ConfigError, SearchqError
 
 ALGORITHMS = ("manual", "hawq", "autoq", "elastic", "nsga")
 NOT_YET = {
-    "autoq": "issue #4",
     "elastic": "issue #5",
     "nsga": "issue #6",
 }
@@ -126,7 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--finetune-epochs", type=int, default=0, metavar="N", help="QAT epochs after")
     h.add_argument("--weights-only", action="store_true", help="do not quantize activations")
 
-    for name in ("autoq", "elastic", "nsga"):
+    autoq = algos.add_parser(
+        "autoq",
+        help="DDPG agent choosing bits quantizer by quantizer under a budget (HAQ-style)",
+        description="AutoQ: a DDPG agent picks each quantizer's bits; every episode's proposal is "
+        "made feasible by the smallest change and scored by accuracy after BN adaptation.",
+    )
+    _common(autoq)
+    q = autoq.add_argument_group("autoq options")
+    abudget = q.add_mutually_exclusive_group()
+    abudget.add_argument("--ratio", type=float, help="model size vs FP32 to stay under (0.15)")
+    abudget.add_argument("--bops-ratio", type=float, help="bit-complexity ratio to reach (>=)")
+    abudget.add_argument("--latency-ms", type=float, help="latency to stay under (needs a table)")
+    q.add_argument("--latency-table", metavar="FILE", help='JSON {"op": {"w": {"a": ms}}}')
+    q.add_argument("--episodes", type=int, metavar="N", help="episodes (iter_number; 300)")
+    q.add_argument("--warmup", type=int, metavar="N", help="random warm-up episodes (20)")
+    q.add_argument("--bits", type=_int_list, help="candidate bits, e.g. 2,4,8 (default 2,4,8)")
+    q.add_argument("--eval-subset-ratio", type=float, help="share of validation data per episode")
+    q.add_argument("--weights-only", action="store_true", help="do not quantize activations")
+    q.add_argument("--checkpoint-every", type=int, default=5, metavar="N", help="episodes (5)")
+    q.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+
+    for name in ("elastic", "nsga"):
         p = algos.add_parser(name, help=f"(not implemented yet: {NOT_YET[name]})")
         _common(p)
         p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -197,7 +217,8 @@ def _reject_unbuilt(argv: list[str]) -> None:
         and not {"-h", "--help"} & set(argv)
     ):
         raise SearchqError(
-            f"'{argv[1]}' is not implemented yet ({NOT_YET[argv[1]]}); available now: manual, hawq"
+            f"'{argv[1]}' is not implemented yet ({NOT_YET[argv[1]]}); available now: "
+            "manual, hawq, autoq"
         )
 
 
@@ -245,7 +266,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if args.algorithm in NOT_YET:
             raise SearchqError(
                 f"'{args.algorithm}' is not implemented yet ({NOT_YET[args.algorithm]}); "
-                "available now: manual, hawq"
+                "available now: manual, hawq, autoq"
             )
         if args.no_progress:
             os.environ["SEARCHQ_PROGRESS"] = "0"
@@ -253,6 +274,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
         if args.algorithm == "hawq":
             return commands.run_hawq(args)
+        if args.algorithm == "autoq":
+            return commands.run_autoq(args)
         return commands.run_manual(args)
     parser.print_help()
     return EXIT_USAGE

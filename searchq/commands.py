@@ -11,7 +11,7 @@ from typing import Any
 from searchq.config.warn import SearchqWarning
 from searchq.errors import ConfigError
 
-__all__ = ["load_run_inputs", "run_hawq", "run_manual"]
+__all__ = ["load_run_inputs", "run_autoq", "run_hawq", "run_manual"]
 
 
 def _progress() -> bool:
@@ -153,6 +153,47 @@ def run_hawq(args: argparse.Namespace) -> int:
         traces=args.traces,
         finetune_epochs=args.finetune_epochs,
         weights_only=args.weights_only,
+        out=args.out,
+        seed=args.seed,
+        progress=_progress() and not args.no_progress,
+        resolved_config=resolved,
+    )
+    print(format_result(result))
+    print(f"\nwrote {result.run_dir}")
+    return 0
+
+
+def run_autoq(args: argparse.Namespace) -> int:
+    from searchq import autoq
+    from searchq.config.specs import AutoqSpec, QuantizationSpec
+    from searchq.report.show import format_result
+
+    config, task, hw = load_run_inputs(args, "autoq")
+    qspec = (config.quantization if config is not None else None) or QuantizationSpec()
+    spec = qspec.precision if isinstance(qspec.precision, AutoqSpec) else AutoqSpec()
+    changes: dict[str, Any] = {}
+    if args.bits is not None:
+        changes["bits"] = args.bits
+    if args.eval_subset_ratio is not None:
+        changes["eval_subset_ratio"] = args.eval_subset_ratio
+    if changes:
+        spec = replace(spec, **changes, explicit_keys=frozenset(spec.explicit_keys | set(changes)))
+    resolved: dict[str, Any] = config.to_dict() if config is not None else {}
+    resolved["searchq_run"] = {k: v for k, v in vars(args).items() if k != "rest"}
+    result = autoq.search(
+        task,
+        ratio=args.ratio,
+        bops_ratio=args.bops_ratio,
+        latency_ms=args.latency_ms,
+        latency_table=args.latency_table,
+        episodes=args.episodes,
+        warmup=args.warmup,
+        hw=hw,
+        spec=spec,
+        quantization=qspec,
+        weights_only=args.weights_only,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
         out=args.out,
         seed=args.seed,
         progress=_progress() and not args.no_progress,

@@ -72,7 +72,7 @@ class HawqSpec:
     selection: str = "exact"
     stop: str = "pick"
     stderr_fraction: float = 0.05
-    pick_tolerance: float = 0.01
+    pick_tolerance: float = 0.02
     deflation_rank: int = 16
     explicit_keys: frozenset[str] = field(default=frozenset(), compare=False)
 

@@ -76,8 +76,14 @@ def _derive_activation(allowed: Sequence[int], weight_bits: set[int], strict: bo
     return both[0] if both else min(allowed)
 
 
-def allocation_groups(space: QuantSpace) -> list[AllocationGroup]:
-    """The decision units of ``space`` with every legal option (NNCF's activation rule)."""
+def allocation_groups(
+    space: QuantSpace, *, derive_activations: bool = True
+) -> list[AllocationGroup]:
+    """The decision units of ``space`` with every legal option.
+
+    ``derive_activations`` (HAWQ): activation bits follow the weights by NNCF's rule. Otherwise
+    (AutoQ, which chooses activations itself) every allowed activation bitwidth is an option too.
+    """
     strict = space.assignment_mode == "strict"
     groups: list[AllocationGroup] = []
     for members in space.groups:
@@ -99,10 +105,14 @@ def allocation_groups(space: QuantSpace) -> list[AllocationGroup]:
             choices = list(itertools.product(*(space.point(w).bits for w in weights)))
         options = []
         for combo in choices:
-            a_bits = None
-            if act is not None:
-                a_bits = (act.qname, _derive_activation(act.bits, set(combo), strict))
-            options.append(GroupOption(tuple(zip(weights, combo, strict=True)), a_bits))
+            pairs = tuple(zip(weights, combo, strict=True))
+            if act is None:
+                options.append(GroupOption(pairs, None))
+            elif derive_activations or strict:
+                derived = _derive_activation(act.bits, set(combo), strict)
+                options.append(GroupOption(pairs, (act.qname, derived)))
+            else:
+                options.extend(GroupOption(pairs, (act.qname, a)) for a in act.bits)
         groups.append(AllocationGroup(act.qname if act else None, weights, tuple(options)))
     return groups
 
@@ -326,3 +336,41 @@ def complete_activations(space: QuantSpace, weights: Mapping[str, int]) -> Assig
         wbits = {weights[q] for q in members if q in weights}
         acts[act] = _derive_activation(space.point(act).bits, wbits, strict)
     return Assignment(weights=dict(weights), activations=acts)
+
+
+def closest_feasible(
+    space: QuantSpace, proposal: Assignment, budget: Budget
+) -> tuple[Assignment, bool]:
+    """The legal assignment meeting ``budget`` nearest to ``proposal``; (assignment, changed).
+
+    Distance: Σ over quantizers of |Δ index| / k in the quantizer's allowed list of k values —
+    the L1 distance in an agent's [0, 1] action space. Solved exactly (same knapsack as HAWQ), so
+    the fix is the smallest one wherever it falls, not a walk from the last layer backwards.
+    """
+    proposal = space.repair(proposal)
+    groups = allocation_groups(space, derive_activations=False)
+    costs, limit, metric = cost_table(space.graph, groups, budget)
+    wanted = proposal.bits
+
+    def distance(q: str, b: int) -> float:
+        bits = space.point(q).bits
+        return abs(bits.index(b) - bits.index(wanted[q])) / len(bits)
+
+    values = [
+        np.asarray([sum(distance(q, b) for q, b in o.items()) for o in g.options]) for g in groups
+    ]
+    current = [
+        next(j for j, o in enumerate(g.options) if all(wanted[q] == b for q, b in o.items()))
+        for g in groups
+    ]
+    used = sum(float(costs[i][j]) for i, j in enumerate(current))
+    if used <= limit * (1 + 1e-12):
+        return proposal, False
+    choice = solve_mckp(values, costs, limit)
+    if choice is None:
+        lo, hi = achievable_range(costs, metric)
+        raise InfeasibleBudgetError(
+            f"{budget.kind} {budget.target:g} is out of reach: the achievable range is "
+            f"{lo:.3g}–{hi:.3g} with the allowed bits on target '{space.hardware.name}'"
+        )
+    return to_assignment(groups, choice, proposal), True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -50,7 +50,7 @@ class Task:
     train_loader: DataLoader
     val_loader: DataLoader
     criterion: Callable[[Tensor, Tensor], Tensor] | None = None
-    evaluator: Callable[[nn.Module], dict[str, float]] | None = None
+    evaluator: Callable[[nn.Module], Mapping[str, float]] | None = None
     example_input: Tensor | None = None
     name: str = "custom"
 

@@ -90,7 +90,9 @@ def cases(tmp_path: Path) -> list[tuple[list[str], list[str]]]:
         # algorithms and options
         (["run", "hawk"], ["hawk", "manual"]),
         (["run"], ["algorithm", "--config"]),
-        (["run", "autoq", "--ratio", "0.15"], ["not implemented yet"]),
+        (["run", "nsga"], ["not implemented yet"]),
+        (["run", "autoq", "--ratio", "0.001", "--episodes", "2"], ["size_ratio 0.001 is out of reach"]),
+        (["run", "autoq", "--resume", "/nonexistent/run"], ["no AutoQ checkpoint"]),
         (["run", "hawq", "--ratio", "9"], ["compression_ratio 9 is out of reach", "1.00–4.00"]),
         (["run", "hawq", "--ratio", "1.5", "--size-ratio", "0.2"], ["not allowed with"]),
         (["run", "hawq", "--bits", "4,x"], ["--bits", "4,x"]),
@@ -132,7 +134,7 @@ def test_at_least_twenty_cases(tmp_path: Path) -> None:
     assert len(cases(tmp_path)) >= 20
 
 
-@pytest.mark.parametrize("index", range(32))
+@pytest.mark.parametrize("index", range(34))
 def test_bad_input_is_one_line_exit_2(index: int, tmp_path: Path, capsys) -> None:
     argv, needles = cases(tmp_path)[index]
     code = _run(argv + (["--no-progress"] if argv[0] == "run" and len(argv) > 1 else []))

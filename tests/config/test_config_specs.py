@@ -84,7 +84,7 @@ def test_searchq_only_hawq_defaults_and_autoq_iter_number() -> None:
         "pick",
         0.05,
     )
-    assert (hawq.pick_tolerance, hawq.deflation_rank) == (0.01, 16)
+    assert (hawq.pick_tolerance, hawq.deflation_rank) == (0.02, 16)
     assert AutoqSpec().iter_number == 300  # NNCF's 0 never runs an episode and then crashes
     assert QuantizationSpec().quantize_inputs is True
 
