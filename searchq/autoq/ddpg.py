@@ -131,8 +131,14 @@ class DDPG:
                 nn.init.uniform_(head.bias, -c.init_w, c.init_w)
         self.actor_target = copy.deepcopy(self.actor)
         self.critic_target = copy.deepcopy(self.critic)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr_actor)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr_critic)
+        # foreach: one fused kernel per step instead of one per tensor (the nets are tiny, so
+        # per-call overhead, not arithmetic, is what an update costs)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr_actor, foreach=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr_critic, foreach=True)
+        self._pairs = [
+            (list(self.actor_target.parameters()), list(self.actor.parameters())),
+            (list(self.critic_target.parameters()), list(self.critic.parameters())),
+        ]
         self.buffer = ReplayBuffer(c.buffer_size, state_dim)
         self.sigma = c.sigma
         self.baseline: float | None = None
@@ -178,10 +184,9 @@ class DDPG:
         self.actor_opt.zero_grad()
         actor_loss.backward()
         self.actor_opt.step()
-        for net, target in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
-            with torch.no_grad():
-                for p, tp in zip(net.parameters(), target.parameters(), strict=True):
-                    tp.mul_(1 - c.tau).add_(p, alpha=c.tau)
+        with torch.no_grad():
+            for targets, params in self._pairs:
+                torch._foreach_lerp_(targets, params, c.tau)  # t ← t + τ (p − t)
         return {"actor_loss": float(actor_loss.item()), "critic_loss": float(critic_loss.item())}
 
     # -- persistence ------------------------------------------------------------------------------

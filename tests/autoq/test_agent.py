@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,7 +36,7 @@ def test_agent_solves_a_toy_environment_with_a_known_optimum():
     target = [2, 0, 1, 2]
     steps = len(target)
     states = np.eye(steps, dtype=np.float32)
-    agent = DDPG(steps + 1, DDPGConfig(buffer_size=4000, sigma=0.5, sigma_decay=0.97), seed=0)
+    agent = DDPG(steps + 1, DDPGConfig(), seed=0)  # default hyperparameters
 
     def episode(explore: bool, warm: bool) -> tuple[list[float], list[np.ndarray], float]:
         actions, obs, prev = [], [], 0.0
