@@ -135,9 +135,9 @@ class DDPG:
         # per-call overhead, not arithmetic, is what an update costs)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr_actor, foreach=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr_critic, foreach=True)
-        self._pairs = [
-            (list(self.actor_target.parameters()), list(self.actor.parameters())),
-            (list(self.critic_target.parameters()), list(self.critic.parameters())),
+        self._pairs: list[tuple[list[Tensor], list[Tensor]]] = [
+            ([*self.actor_target.parameters()], [*self.actor.parameters()]),
+            ([*self.critic_target.parameters()], [*self.critic.parameters()]),
         ]
         self.buffer = ReplayBuffer(c.buffer_size, state_dim)
         self.sigma = c.sigma
