@@ -36,6 +36,7 @@ class DDPGConfig:
     buffer_size: int = 2000
     init_w: float = 3e-3  # uniform init range of the output layers
     moving_alpha: float = 0.5  # weight of a new reward in the moving-average baseline
+    updates_per_step: float = 1.0  # gradient updates per episode step after warm-up (HAQ: 1)
 
 
 class Actor(nn.Module):

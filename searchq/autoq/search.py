@@ -219,7 +219,7 @@ def search(
                 ddpg.buffer.add(states[t], executed[t], advantage, nxt, t == steps - 1)
             losses: dict[str, float] = {}
             if not warm:
-                for _ in range(steps):
+                for _ in range(max(1, round(config.updates_per_step * steps))):
                     losses = ddpg.update() or losses
             ddpg.end_episode(warm)
         row = _row(episode, warm, reward, accuracy, raw, constrained, changed, graph, ddpg.sigma)
