@@ -19,7 +19,6 @@ from searchq.errors import ConfigError, SearchqError
 
 ALGORITHMS = ("manual", "hawq", "autoq", "elastic", "nsga")
 NOT_YET = {
-    "elastic": "issue #5",
     "nsga": "issue #6",
 }
 EXIT_USAGE = 2
@@ -146,10 +145,28 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--checkpoint-every", type=int, default=5, metavar="N", help="episodes (5)")
     q.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
 
-    for name in ("elastic", "nsga"):
+    elastic = algos.add_parser(
+        "elastic",
+        help="train an elastic supernet (width / depth / kernel) by progressive shrinking",
+        description="Progressive shrinking with knowledge distillation and BN recalibration; "
+        "NNCF's bootstrapNAS.training keys in --config.",
+    )
+    _common(elastic)
+    e = elastic.add_argument_group("elastic options")
+    e.add_argument("--epochs", type=int, metavar="N", help="set every stage to N epochs")
+    e.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted training")
+
+    for name in ("nsga",):
         p = algos.add_parser(name, help=f"(not implemented yet: {NOT_YET[name]})")
         _common(p)
         p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    extract = sub.add_parser("extract", help="write a standalone subnet of a trained supernet")
+    extract.add_argument("run", metavar="RUN_DIR", help="an elastic run directory")
+    extract.add_argument("--subnet", metavar="SUBNET.json", help="subnet config (default: minimal)")
+    extract.add_argument("--out", required=True, metavar="FILE", help="where to write it (.pt)")
+    extract.add_argument("--best", action="store_true", help="use supernet_best.pt, not _last")
+    extract.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     show = sub.add_parser("show", help="print a result: budget, accuracy, bits per layer")
     show.add_argument("result", metavar="RESULT", help="run directory or its result.json")
@@ -218,7 +235,7 @@ def _reject_unbuilt(argv: list[str]) -> None:
     ):
         raise SearchqError(
             f"'{argv[1]}' is not implemented yet ({NOT_YET[argv[1]]}); available now: "
-            "manual, hawq, autoq"
+            "manual, hawq, autoq, elastic"
         )
 
 
@@ -256,6 +273,10 @@ def _one_line(text: str) -> str:
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "show":
         return _cmd_show(args)
+    if args.command == "extract":
+        from searchq import commands
+
+        return commands.run_extract(args)
     if args.command == "tasks":
         return _cmd_tasks()
     if args.command == "hw":
@@ -266,7 +287,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if args.algorithm in NOT_YET:
             raise SearchqError(
                 f"'{args.algorithm}' is not implemented yet ({NOT_YET[args.algorithm]}); "
-                "available now: manual, hawq, autoq"
+                "available now: manual, hawq, autoq, elastic"
             )
         if args.no_progress:
             os.environ["SEARCHQ_PROGRESS"] = "0"
@@ -276,6 +297,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             return commands.run_hawq(args)
         if args.algorithm == "autoq":
             return commands.run_autoq(args)
+        if args.algorithm == "elastic":
+            return commands.run_elastic(args)
         return commands.run_manual(args)
     parser.print_help()
     return EXIT_USAGE

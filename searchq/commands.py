@@ -11,7 +11,14 @@ from typing import Any
 from searchq.config.warn import SearchqWarning
 from searchq.errors import ConfigError
 
-__all__ = ["load_run_inputs", "run_autoq", "run_hawq", "run_manual"]
+__all__ = [
+    "load_run_inputs",
+    "run_autoq",
+    "run_elastic",
+    "run_extract",
+    "run_hawq",
+    "run_manual",
+]
 
 
 def _progress() -> bool:
@@ -201,4 +208,40 @@ def run_autoq(args: argparse.Namespace) -> int:
     )
     print(format_result(result))
     print(f"\nwrote {result.run_dir}")
+    return 0
+
+
+def run_elastic(args: argparse.Namespace) -> int:
+    from searchq import elastic
+    from searchq.elastic.spec import with_epochs
+    from searchq.report.show import format_result
+
+    config, task, _ = load_run_inputs(args, "elastic")
+    training = config.bootstrapnas.training if config and config.bootstrapnas else {}
+    spec = elastic.elastic_spec(training)
+    if args.epochs is not None:
+        spec = with_epochs(spec, args.epochs)
+    resolved: dict[str, Any] = config.to_dict() if config is not None else {}
+    resolved["searchq_run"] = {k: v for k, v in vars(args).items() if k != "rest"}
+    result = elastic.train(
+        task,
+        spec,
+        out=args.out,
+        seed=args.seed,
+        progress=_progress() and not args.no_progress,
+        resume=args.resume,
+        resolved_config=resolved,
+    )
+    if os.environ.get("RANK", "0") == "0":  # one report per torchrun launch
+        if result.metrics:
+            print(format_result(result))
+        print(f"\nwrote {result.run_dir}")
+    return 0
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from searchq.elastic.export import extract_to_file
+
+    path = extract_to_file(args.run, subnet=args.subnet, out=args.out, best=args.best)
+    print(f"wrote {path}")
     return 0

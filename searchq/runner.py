@@ -132,17 +132,21 @@ class Run:
         config: Mapping[str, Any] | None = None,
         progress: bool = True,
         tensorboard: bool = True,
+        writer: bool = True,
     ) -> None:
+        """``writer=False`` (e.g. ranks > 0 of a distributed run) writes no file at all."""
         self.dir = Path(out)
-        for sub in ("tb", "plots", "checkpoints"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self.writes = writer
+        if writer:
+            for sub in ("tb", "plots", "checkpoints"):
+                (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self.algorithm, self.task, self.hardware, self.seed = algorithm, task, hardware, seed
         self.timings: dict[str, float] = {}
         self.show_progress = progress
-        self._tensorboard = tensorboard
+        self._tensorboard = tensorboard and writer
         self._writer: Any = None
         self._start = time.perf_counter()
-        if config is not None:
+        if config is not None and writer:
             write_json_atomic(self.dir / "resolved_config.json", dict(config))
 
     # -- timing ----------------------------------------------------------------------------
@@ -188,6 +192,9 @@ class Run:
         import matplotlib.pyplot as plt
 
         path = self.dir / "plots" / f"{name}.png"
+        if not self.writes:
+            plt.close(fig)
+            return path
         fig.savefig(path, dpi=110, bbox_inches="tight")
         if self.writer is not None:
             self.writer.add_figure(f"plots/{name}", fig, close=False)
@@ -199,7 +206,8 @@ class Run:
         result.timings = {**self.timings, **result.timings}
         result.elapsed_s = round(self.elapsed_s, 3)
         result.run_dir = self.dir
-        write_json_atomic(self.dir / "result.json", result.to_dict())
+        if self.writes:
+            write_json_atomic(self.dir / "result.json", result.to_dict())
         self.close()
         return result
 

@@ -305,7 +305,12 @@ _NAS_TRAINING = _obj(
                     {
                         "skipped_blocks": {
                             "type": "array",
-                            "items": {"type": "array", "items": _STR, "minItems": 2, "maxItems": 2},
+                            "items": {
+                                "anyOf": [
+                                    {"type": "array", "items": _STR, "minItems": 2, "maxItems": 2},
+                                    _STR,  # searchq: a module name such as "layer2.1"
+                                ]
+                            },
                         },
                         "min_block_size": _POSITIVE,
                         "max_block_size": _POSITIVE,
@@ -317,6 +322,14 @@ _NAS_TRAINING = _obj(
         ),
         "lr_schedule": _obj({"params": _obj({"base_lr": {"type": "number", "minimum": 0}})}),
         "train_steps": _POSITIVE,
+        # searchq-only: knowledge distillation from the full net, subnets per optimizer step
+        "distillation": _obj(
+            {
+                "type": {"enum": ["softmax", "mse", "none"]},
+                "temperature": {"type": "number", "exclusiveMinimum": 0},
+            }
+        ),
+        "subnets_per_step": _POSITIVE,
     }
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from searchq.core.assignment import Assignment
@@ -70,5 +71,7 @@ def format_result(result: Any) -> str:
         for name, bits in {**a.weights, **a.activations}.items():
             lines.append(f"{name:40s} {bits:>3d}")
     if result.assignment.subnet is not None:
-        lines.append(f"subnet    {dict(result.assignment.subnet)}")
+        from searchq._frozen import thaw
+
+        lines.append(f"subnet    {json.dumps(thaw(result.assignment.subnet))}")
     return "\n".join(lines)

@@ -110,6 +110,42 @@ def cases(tmp_path: Path) -> list[tuple[list[str], list[str]]]:
             ["run", "manual", "--bits-file", _cfg(t, '{"fc.weight": 40}', "b2.json")],
             ["fc.weight", "40"],
         ),
+        # elastic (bootstrapNAS.training)
+        (
+            [
+                "run",
+                "--config",
+                _cfg(
+                    t,
+                    '{"bootstrapNAS": {"training": {"schedule": {"list_stage_descriptions": []}}}}',
+                ),
+            ],
+            ["list_stage_descriptions", "empty"],
+        ),
+        (
+            [
+                "run",
+                "elastic",
+                "--config",
+                _cfg(
+                    t,
+                    '{"bootstrapNAS": {"training": {"elasticity": '
+                    '{"depth": {"skipped_blocks": ["layer2.3"]}}}}}',
+                ),
+            ],
+            ["layer2.3", "did you mean"],
+        ),
+        (
+            [
+                "run",
+                "--config",
+                _cfg(
+                    t, '{"bootstrapNAS": {"training": {"elasticity": {"width": {"min_width": 0}}}}}'
+                ),
+            ],
+            ["min_width", "c.json:1"],
+        ),
+        (["extract", str(t / "nowhere"), "--out", str(t / "x.pt")], ["no supernet checkpoint"]),
         # tasks
         (["run", "manual", "--task", "digitz"], ["digitz", "did you mean 'digits'"]),
         (["run", "manual", "--task", "no_such_pkg.mod:make"], ["no_such_pkg"]),
@@ -134,7 +170,7 @@ def test_at_least_twenty_cases(tmp_path: Path) -> None:
     assert len(cases(tmp_path)) >= 20
 
 
-@pytest.mark.parametrize("index", range(34))
+@pytest.mark.parametrize("index", range(38))
 def test_bad_input_is_one_line_exit_2(index: int, tmp_path: Path, capsys) -> None:
     argv, needles = cases(tmp_path)[index]
     code = _run(argv + (["--no-progress"] if argv[0] == "run" and len(argv) > 1 else []))
