@@ -202,6 +202,7 @@ def main() -> None:
     bits = C.collect_bits(ctrl, qmodel)
     top1_before = C.top1(qmodel, task.val_loader)
     print(f"[autoq] quantized val top-1 before QAT {top1_before:.2f}%", flush=True)
+    loss_before = C.val_loss(qmodel, task.val_loader)
     size = C.weight_size_ratio(qmodel, bits["weight_bits"])
     bc_ratio = C.bit_complexity_ratio(ctrl, qmodel)
 
@@ -218,6 +219,7 @@ def main() -> None:
         criterion,
     )
     qat_seconds = time.perf_counter() - t1
+    loss_after = C.val_loss(qmodel, task.val_loader)
 
     payload = {
         "algorithm": "nncf_autoq",
@@ -261,6 +263,8 @@ def main() -> None:
         "top1_after_qat": history[-1]["val_top1"] if history else None,
         "qat_history": history,
         "qat_seconds": qat_seconds,
+        "val_loss_before_qat": loss_before,
+        "val_loss_after_qat": loss_after,
     }
     C.write_json(args.out, payload)
 

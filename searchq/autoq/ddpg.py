@@ -33,7 +33,7 @@ class DDPGConfig:
     batch_size: int = 64
     sigma: float = 0.5  # initial exploration noise (truncated normal)
     sigma_decay: float = 0.99  # per episode after warm-up
-    buffer_size: int = 2000
+    buffer_size: int | None = None  # None: sized by the search, warm-up episodes × steps × 4
     init_w: float = 3e-3  # uniform init range of the output layers
     moving_alpha: float = 0.5  # weight of a new reward in the moving-average baseline
     updates_per_step: float = 1.0  # gradient updates per episode step after warm-up (HAQ: 1)
@@ -140,7 +140,7 @@ class DDPG:
             ([*self.actor_target.parameters()], [*self.actor.parameters()]),
             ([*self.critic_target.parameters()], [*self.critic.parameters()]),
         ]
-        self.buffer = ReplayBuffer(c.buffer_size, state_dim)
+        self.buffer = ReplayBuffer(c.buffer_size or 2000, state_dim)
         self.sigma = c.sigma
         self.baseline: float | None = None
 

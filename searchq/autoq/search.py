@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -182,7 +183,9 @@ def search(
     fp32_subset = setup.evaluation.float_metrics()["accuracy"]
     plan = plan_steps(graph, space)
     steps = len(plan)
-    config = agent or DDPGConfig(buffer_size=max(64, max(spec.warmup_iter_number, 1) * steps * 4))
+    config = agent or DDPGConfig()
+    if config.buffer_size is None:  # room for every warm-up transition and more
+        config = replace(config, buffer_size=max(64, max(spec.warmup_iter_number, 1) * steps * 4))
     ddpg = DDPG(plan.state_dim, config, seed=seed)
     history = _History()
     start = 0
@@ -219,7 +222,7 @@ def search(
                 ddpg.buffer.add(states[t], executed[t], advantage, nxt, t == steps - 1)
             losses: dict[str, float] = {}
             if not warm:
-                for _ in range(max(1, round(config.updates_per_step * steps))):
+                for _ in range(max(1, math.ceil(config.updates_per_step * steps))):
                     losses = ddpg.update() or losses
             ddpg.end_episode(warm)
         row = _row(episode, warm, reward, accuracy, raw, constrained, changed, graph, ddpg.sigma)
@@ -235,6 +238,7 @@ def search(
         if (episode + 1) % checkpoint_every == 0 or episode + 1 == end:
             _save_checkpoint(rec.dir, episode + 1, ddpg, history)
     _write_policies(rec.dir / "policies.csv", history.rows)
+    search_evaluations = setup.evaluation.evaluations
     if end < spec.iter_number:  # stopped early on purpose (tests of resuming)
         rec.close()
         return Result(
@@ -247,7 +251,7 @@ def search(
             seed=seed,
             run_dir=rec.dir,
         )
-    return _finish(rec, setup, task, budget, history, spec, seed)
+    return _finish(rec, setup, task, budget, history, spec, seed, search_evaluations)
 
 
 def _default_bits(spec: AutoqSpec, hardware: HardwareSpec) -> tuple[int, ...]:
@@ -351,6 +355,7 @@ def _finish(
     history: _History,
     spec: AutoqSpec,
     seed: int,
+    search_evaluations: int,
 ) -> Result:
     assert history.best is not None and task.evaluator is not None
     best = Assignment.from_dict(history.best["assignment"])
@@ -397,7 +402,7 @@ def _finish(
                 "episodes": episodes,
                 "warmup": spec.warmup_iter_number,
                 "best_episode": history.best["episode"],
-                "evaluations": setup.evaluation.evaluations,
+                "evaluations": search_evaluations,  # distinct assignments scored while searching
                 "constrained_episodes": sum(1 for r in history.rows if r["constrained"]),
                 "graph_notes": setup.notes,
             },
