@@ -330,6 +330,7 @@ _NAS_TRAINING = _obj(
             }
         ),
         "subnets_per_step": _POSITIVE,
+        "sandwich": _BOOL,
     }
 )
 

@@ -9,6 +9,10 @@ differ and say so:
   leaves 16- and 32-channel layers rigid); NNCF's own keys override.
 * the default stage list is NNCF's five one-epoch stages, K / K+D / K+D(d=2) / K+D+W /
   K+D+W(w=2, reorg, bn_adapt); dimensions the model does not have are dropped from each stage.
+* searchq-only keys: ``distillation`` {type softmax | mse | none, temperature} (default softmax,
+  T = 2), ``subnets_per_step`` (2) and ``sandwich`` (true: one of them is always the stage's
+  smallest subnet). Measured on digits ResNet-20 (3 stages / 7 epochs, 2 seeds): lr 0.05 + T 2 +
+  sandwich gave the minimal subnet 97.5–98.1 % against 91.9 % for two random subnets at lr 0.02.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from searchq.errors import ConfigError
 __all__ = ["DEFAULT_LR", "ElasticSpec", "StageSpec", "elastic_spec"]
 
 DIMS = ("kernel", "depth", "width")
-DEFAULT_LR = 0.02
+DEFAULT_LR = 0.05
 _STAGE_KEYS = (
     "train_dims",
     "epochs",
@@ -114,8 +118,9 @@ class ElasticSpec:
     skipped_blocks: tuple[str, ...] | None = None
     bn_adaptation_samples: int = 2000
     distillation: str = "softmax"  # "softmax" | "mse" | "none"
-    temperature: float = 1.0
+    temperature: float = 2.0
     subnets_per_step: int = 2
+    sandwich: bool = True  # each step trains the stage's smallest subnet + random ones (BigNAS)
     extras: Mapping[str, Any] = field(default_factory=dict)
 
     def space_options(self) -> dict[str, Any]:
@@ -191,8 +196,9 @@ def elastic_spec(training: Mapping[str, Any] | None = None) -> ElasticSpec:
             (t.get("batchnorm_adaptation", {}) or {}).get("num_bn_adaptation_samples", 2000)
         ),
         distillation=str(kd.get("type", "softmax")),
-        temperature=float(kd.get("temperature", 1.0)),
+        temperature=float(kd.get("temperature", 2.0)),
         subnets_per_step=int(t.get("subnets_per_step", 2)),
+        sandwich=bool(t.get("sandwich", True)),
     )
 
 

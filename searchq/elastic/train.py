@@ -241,6 +241,8 @@ def _train_epoch(
                 else supernet.maximal()
                 for _ in range(max(1, spec.subnets_per_step))
             ]
+            if spec.sandwich and dims:
+                configs[0] = _stage_minimal(supernet, stage, dims)  # the hardest one, every step
         with torch.no_grad():
             target = teacher(x) if teacher is not None else None
         opt.zero_grad(set_to_none=True)
