@@ -18,9 +18,7 @@ from searchq import __version__
 from searchq.errors import ConfigError, SearchqError
 
 ALGORITHMS = ("manual", "hawq", "autoq", "elastic", "nsga")
-NOT_YET = {
-    "nsga": "issue #6",
-}
+NOT_YET: dict[str, str] = {}
 EXIT_USAGE = 2
 
 
@@ -156,10 +154,31 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--epochs", type=int, metavar="N", help="set every stage to N epochs")
     e.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted training")
 
-    for name in ("nsga",):
-        p = algos.add_parser(name, help=f"(not implemented yet: {NOT_YET[name]})")
-        _common(p)
-        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    nsga = algos.add_parser(
+        "nsga",
+        help="NSGA-II search of subnets (and bits) on a trained supernet",
+        description="Pareto search over an elastic run's supernet: accuracy vs MACs (or "
+        "bit-ops with --bits); pymoo NSGA-II / R-NSGA-II or optuna samplers with workers.",
+    )
+    _common(nsga)
+    n = nsga.add_argument_group("nsga options")
+    n.add_argument("--supernet", metavar="RUN_DIR", help="an elastic run directory (required)")
+    n.add_argument("--evals", type=int, metavar="N", help="evaluations (num_evals; 3000)")
+    n.add_argument("--population", type=int, metavar="N", help="population size (40)")
+    n.add_argument(
+        "--algorithm",
+        dest="search_algorithm",
+        choices=["nsga2", "rnsga2", "optuna-nsga2", "optuna-tpe"],
+        help="optimiser (nsga2; several workers use optuna-nsga2)",
+    )
+    n.add_argument("--bits", type=_int_list, help="also search bits per quantizer, e.g. 4,8")
+    n.add_argument("--acc-delta", type=float, help="accepted accuracy drop (1)")
+    n.add_argument("--ref-acc", type=float, help="reference accuracy (-1: maximal subnet's)")
+    n.add_argument("--max-cost", type=float, help="budget on the cost objective (constraint)")
+    n.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (1)")
+    n.add_argument("--storage", metavar="URL", help="optuna storage, e.g. postgresql://...")
+    n.add_argument("--study", metavar="NAME", help="optuna study name (with --storage)")
+    n.add_argument("--resume", action="store_true", help="continue the study")
 
     extract = sub.add_parser("extract", help="write a standalone subnet of a trained supernet")
     extract.add_argument("run", metavar="RUN_DIR", help="an elastic run directory")
@@ -235,7 +254,7 @@ def _reject_unbuilt(argv: list[str]) -> None:
     ):
         raise SearchqError(
             f"'{argv[1]}' is not implemented yet ({NOT_YET[argv[1]]}); available now: "
-            "manual, hawq, autoq, elastic"
+            "manual, hawq, autoq, elastic, nsga"
         )
 
 
@@ -287,7 +306,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if args.algorithm in NOT_YET:
             raise SearchqError(
                 f"'{args.algorithm}' is not implemented yet ({NOT_YET[args.algorithm]}); "
-                "available now: manual, hawq, autoq, elastic"
+                "available now: manual, hawq, autoq, elastic, nsga"
             )
         if args.no_progress:
             os.environ["SEARCHQ_PROGRESS"] = "0"
@@ -299,6 +318,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             return commands.run_autoq(args)
         if args.algorithm == "elastic":
             return commands.run_elastic(args)
+        if args.algorithm == "nsga":
+            return commands.run_nsga(args)
         return commands.run_manual(args)
     parser.print_help()
     return EXIT_USAGE

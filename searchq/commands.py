@@ -18,6 +18,7 @@ __all__ = [
     "run_extract",
     "run_hawq",
     "run_manual",
+    "run_nsga",
 ]
 
 
@@ -244,4 +245,74 @@ def run_extract(args: argparse.Namespace) -> int:
 
     path = extract_to_file(args.run, subnet=args.subnet, out=args.out, best=args.best)
     print(f"wrote {path}")
+    return 0
+
+
+_NSGA_KEYS = {  # NNCF bootstrapNAS.search key -> search() argument
+    "num_evals": "evals",
+    "population": "population",
+    "acc_delta": "acc_delta",
+    "ref_acc": "ref_acc",
+    "seed": "seed",
+    "crossover_prob": "crossover_prob",
+    "crossover_eta": "crossover_eta",
+    "mutation_prob": "mutation_prob",
+    "mutation_eta": "mutation_eta",
+    "epsilon": "epsilon",
+    "weights": "weights",
+    "extreme_points_as_ref_points": "extreme_points_as_reference_points",
+    "aspiration_points": "ref_points",
+}
+
+
+def run_nsga(args: argparse.Namespace) -> int:
+    from searchq import nsga
+    from searchq.report.show import format_result
+
+    if not args.supernet:
+        raise ConfigError(
+            "--supernet RUN_DIR is required: the directory of a `searchq run elastic` run",
+            key="supernet",
+        )
+    kwargs: dict[str, Any] = {}
+    config = None
+    if args.config:
+        from searchq.config import load_config
+
+        config = load_config(args.config)
+        search = config.bootstrapnas.search if config.bootstrapnas else {}
+        for key, name in _NSGA_KEYS.items():
+            if key in search:
+                kwargs[name] = search[key]
+        if "algorithm" in search:
+            kwargs["algorithm"] = str(search["algorithm"]).lower()
+    for flag, name in (
+        ("evals", "evals"),
+        ("population", "population"),
+        ("search_algorithm", "algorithm"),
+        ("acc_delta", "acc_delta"),
+        ("ref_acc", "ref_acc"),
+        ("max_cost", "max_cost"),
+    ):
+        if getattr(args, flag) is not None:
+            kwargs[name] = getattr(args, flag)
+    resolved: dict[str, Any] = config.to_dict() if config is not None else {}
+    resolved["searchq_run"] = {k: v for k, v in vars(args).items() if k != "rest"}
+    seed = kwargs.pop("seed", args.seed)
+    result = nsga.search(
+        args.supernet,
+        bits=args.bits,
+        hw=args.hw or "trial",
+        workers=args.workers,
+        storage=args.storage,
+        study=args.study,
+        resume=args.resume,
+        out=args.out,
+        seed=int(seed),
+        progress=_progress() and not args.no_progress,
+        resolved_config=resolved,
+        **kwargs,
+    )
+    print(format_result(result))
+    print(f"\nwrote {result.run_dir}")
     return 0

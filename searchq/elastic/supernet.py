@@ -111,22 +111,26 @@ class Supernet:
         kernel = cfg.kernel.get(op.name, op.kernel_size[0] if op.kernel_size else 1)
         return out, cin, kernel
 
-    def macs(self, config: SubnetConfig | None = None) -> int:
-        """MACs per sample of a subnet (the same formula as ModelGraph's)."""
+    def op_macs(self, config: SubnetConfig | None = None) -> dict[str, int]:
+        """MACs per sample of every op of a subnet (skipped ops are absent)."""
         cfg = self.space.validate(config) if config is not None else self.config
-        total = 0
+        out: dict[str, int] = {}
         for op in self.graph.ops:
             if self._skipped(op.name, cfg):
                 continue
-            out, cin, k = self._dims(op, cfg)
+            cout, cin, k = self._dims(op, cfg)
             if op.kind == "linear":
                 lead = math.prod(op.in_shape[:-1]) if len(op.in_shape) > 1 else 1
-                total += lead * cin * out * op.calls
+                out[op.name] = lead * cin * cout * op.calls
             else:
                 per_out = 1 if op.is_depthwise else cin // op.groups
                 spatial = math.prod(op.out_shape[1:])
-                total += spatial * out * per_out * k ** len(op.kernel_size)
-        return total
+                out[op.name] = spatial * cout * per_out * k ** len(op.kernel_size)
+        return out
+
+    def macs(self, config: SubnetConfig | None = None) -> int:
+        """MACs per sample of a subnet (the same formula as ModelGraph's)."""
+        return sum(self.op_macs(config).values())
 
     def params(self, config: SubnetConfig | None = None) -> int:
         """Weights + biases of the quantizable ops of a subnet."""

@@ -90,7 +90,7 @@ def cases(tmp_path: Path) -> list[tuple[list[str], list[str]]]:
         # algorithms and options
         (["run", "hawk"], ["hawk", "manual"]),
         (["run"], ["algorithm", "--config"]),
-        (["run", "nsga"], ["not implemented yet"]),
+        (["run", "nsga"], ["--supernet RUN_DIR is required"]),
         (["run", "autoq", "--ratio", "0.001", "--episodes", "2"], ["size_ratio 0.001 is out of"]),
         (["run", "autoq", "--resume", "/nonexistent/run"], ["no AutoQ checkpoint"]),
         (["run", "hawq", "--ratio", "9"], ["compression_ratio 9 is out of reach", "1.00–4.00"]),
