@@ -224,7 +224,7 @@ def run_elastic(args: argparse.Namespace) -> int:
         spec = with_epochs(spec, args.epochs)
     resolved: dict[str, Any] = config.to_dict() if config is not None else {}
     resolved["searchq_run"] = {k: v for k, v in vars(args).items() if k != "rest"}
-    result = elastic.train(
+    result = elastic.train_supernet(
         task,
         spec,
         out=args.out,
@@ -298,6 +298,10 @@ def run_nsga(args: argparse.Namespace) -> int:
             kwargs[name] = getattr(args, flag)
     resolved: dict[str, Any] = config.to_dict() if config is not None else {}
     resolved["searchq_run"] = {k: v for k, v in vars(args).items() if k != "rest"}
+    if args.storage:  # resolved_config.json must not keep a database password
+        from searchq.nsga.distributed import show_storage
+
+        resolved["searchq_run"]["storage"] = show_storage(args.storage)
     seed = kwargs.pop("seed", args.seed)
     result = nsga.search(
         args.supernet,
@@ -312,6 +316,26 @@ def run_nsga(args: argparse.Namespace) -> int:
         progress=_progress() and not args.no_progress,
         resolved_config=resolved,
         **kwargs,
+    )
+    print(format_result(result))
+    print(f"\nwrote {result.run_dir}")
+    return 0
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from searchq.compress.finetune import finetune_run
+    from searchq.report.show import format_result
+
+    result = finetune_run(
+        args.config,
+        task=args.task,
+        epochs=args.epochs,
+        lr=args.lr,
+        resume=args.resume,
+        export=args.export,
+        out=args.out,
+        seed=args.seed,
+        progress=_progress() and not args.no_progress,
     )
     print(format_result(result))
     print(f"\nwrote {result.run_dir}")

@@ -35,7 +35,7 @@ from searchq.nsga.problem import Encoding, Evaluation, SubnetProblemCore
 from searchq.prepare import build_space
 from searchq.runner import Result, Run, default_run_dir
 
-__all__ = ["ALGORITHMS", "make_algorithm", "search"]
+__all__ = ["ALGORITHMS", "build_core", "make_algorithm", "search"]
 
 ALGORITHMS = ("nsga2", "rnsga2", "optuna-nsga2", "optuna-tpe")
 
@@ -79,16 +79,31 @@ def search(
         raise ConfigError(
             f"evals {evals} must be >= 1 and population {population} >= 2", key="search.num_evals"
         )
+    if workers < 1:
+        raise ConfigError(f"--workers {workers} must be >= 1", key="workers")
     if population > evals:
         raise ConfigError(
             f"population {population} is larger than num_evals {evals}; "
             "lower population or raise num_evals",
             key="search.population",
         )
-    if (workers > 1 or storage) and not algorithm.startswith("optuna"):
+    if (workers > 1 or storage or study or resume) and not algorithm.startswith("optuna"):
         algorithm = "optuna-nsga2"  # several workers share a study: optuna's path
-    supernet, task, _ = load_supernet(supernet_run)
-    indicators = _trained_indicators(Path(supernet_run))
+    if algorithm.startswith("optuna"):  # fail on a typo before loading the supernet
+        from searchq.nsga.distributed import check_storage, check_study_name
+
+        check_storage(storage)
+        if study is not None:
+            check_study_name(study)
+    core_options: dict[str, Any] = {
+        "supernet_run": str(Path(supernet_run).resolve()),
+        "bits": list(bits) if bits else None,
+        "hw": hw,
+        "bn_samples": bn_samples,
+        "eval_subset_ratio": eval_subset_ratio,
+    }
+    core, task = build_core(**core_options)
+    encoding = core.encoding
     run_dir = Path(out) if out is not None else default_run_dir("nsga", task.name)
     rec = Run(
         run_dir,
@@ -111,21 +126,6 @@ def search(
         },
         progress=progress,
     )
-    samples = take_samples(task.train_loader, bn_samples)
-    evaluator = (
-        AccuracyEvaluator(task.val_loader, subset_ratio=eval_subset_ratio)
-        if eval_subset_ratio < 1.0
-        else task.evaluator
-    )
-    assert evaluator is not None
-    qmodel = None
-    if bits:
-        space = build_space(supernet.graph, QuantizationSpec(), hw, bits=bits)
-        supernet.activate(supernet.maximal())
-        qmodel = QuantizedModel(supernet.model, space)
-        qmodel.init_ranges(task.train_loader, num_samples=256)
-    encoding = Encoding.build(supernet, qmodel=qmodel, **indicators)
-    core = SubnetProblemCore(supernet, encoding, evaluator, samples, qmodel=qmodel)
     tracker = ProgressTracker(rec, core)
     with rec.timer("search"):
         if algorithm.startswith("optuna"):
@@ -144,6 +144,7 @@ def search(
                 seed=seed,
                 run_dir=rec.dir,
                 max_cost=max_cost,
+                core_options=core_options,
             )
         else:
             _run_pymoo(
@@ -162,6 +163,35 @@ def search(
                 mutation=(mutation_prob, mutation_eta),
             )
     return _finish(rec, core, encoding, tracker, task, acc_delta, ref_acc, max_cost, seed, bits)
+
+
+def build_core(
+    supernet_run: str | Path,
+    *,
+    bits: Sequence[int] | None = None,
+    hw: str = "trial",
+    bn_samples: int = 2000,
+    eval_subset_ratio: float = 1.0,
+) -> tuple[SubnetProblemCore, Any]:
+    """(evaluation core, task) of a search; every optuna worker process rebuilds its own from
+    the same options, so all workers measure a configuration identically."""
+    supernet, task, _ = load_supernet(supernet_run)
+    indicators = _trained_indicators(Path(supernet_run))
+    samples = take_samples(task.train_loader, bn_samples)
+    evaluator = (
+        AccuracyEvaluator(task.val_loader, subset_ratio=eval_subset_ratio)
+        if eval_subset_ratio < 1.0
+        else task.evaluator
+    )
+    assert evaluator is not None
+    qmodel = None
+    if bits:
+        space = build_space(supernet.graph, QuantizationSpec(), hw, bits=bits)
+        supernet.activate(supernet.maximal())
+        qmodel = QuantizedModel(supernet.model, space)
+        qmodel.init_ranges(task.train_loader, num_samples=256)
+    encoding = Encoding.build(supernet, qmodel=qmodel, **indicators)
+    return SubnetProblemCore(supernet, encoding, evaluator, samples, qmodel=qmodel), task
 
 
 def _trained_indicators(run_dir: Path) -> dict[str, int]:
