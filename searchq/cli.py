@@ -187,6 +187,28 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--best", action="store_true", help="use supernet_best.pt, not _last")
     extract.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
+    ft = sub.add_parser(
+        "finetune",
+        help="compress as a config says (quantization / magnitude_sparsity), fine-tune with its "
+        "schedule, checkpoint, export",
+    )
+    ft.add_argument("--config", required=True, metavar="FILE", help="NNCF-style JSON config")
+    ft.add_argument("--task", default="digits", help="task (see `searchq tasks`; default digits)")
+    ft.add_argument(
+        "--epochs", type=int, default=None, help="epochs (default: the config's epochs, else 5)"
+    )
+    ft.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: optimizer.base_lr, 0.01)"
+    )
+    ft.add_argument("--resume", metavar="CKPT", help="checkpoint file or finetune run directory")
+    ft.add_argument("--export", metavar="FILE.onnx", help="write the result as ONNX (Q/DQ)")
+    ft.add_argument(
+        "--out", metavar="DIR", help="run directory (default runs/finetune-<task>-<time>)"
+    )
+    ft.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    ft.add_argument("--no-progress", action="store_true", help="no progress output")
+    ft.add_argument("--debug", action="store_true", help="show tracebacks")
+
     show = sub.add_parser("show", help="print a result: budget, accuracy, bits per layer")
     show.add_argument("result", metavar="RESULT", help="run directory or its result.json")
     show.add_argument("--json", action="store_true", help="print the raw JSON")
@@ -238,8 +260,8 @@ def _insert_algorithm(argv: list[str]) -> list[str]:
     algorithm = {"quantization": "manual"}.get(config.algorithm, config.algorithm)
     if algorithm not in ALGORITHMS:
         raise SearchqError(
-            f"the config describes {algorithm}, which is applied while fine-tuning "
-            "(`searchq finetune`, issue #7, not implemented yet); `searchq run` runs "
+            f"the config describes {algorithm}, which is applied while fine-tuning: run "
+            f"`searchq finetune --config {config_path}`; `searchq run` runs "
             f"{'|'.join(ALGORITHMS)}"
         )
     return ["run", algorithm, *argv[1:]]
@@ -298,6 +320,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return commands.run_extract(args)
     if args.command == "tasks":
         return _cmd_tasks()
+    if args.command == "finetune":
+        from searchq import commands
+
+        return commands.run_finetune(args)
     if args.command == "hw":
         return _cmd_hw(args)
     if args.command == "run":

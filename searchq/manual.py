@@ -204,6 +204,7 @@ def run(
         layers=rows,
         extra=extra,
     )
+    result.handle = setup.qmodel
     return rec.finish(result)
 
 

@@ -48,6 +48,8 @@ class Result:
     layers: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
+    # the live QuantizedModel a quantization search leaves in the model (not saved)
+    handle: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -388,23 +388,23 @@ def _finish(
     rec.figure("reward", plots.reward_figure(history.rows))
     rec.figure("bits", bits_figure(rows, title=f"AutoQ bits — {task.name}"))
     episodes = len(history.rows)
-    return rec.finish(
-        Result(
-            algorithm="autoq",
-            task=task.name,
-            hardware=setup.space.hardware.name,
-            budget={"kind": budget.kind, "target": budget.target, "achieved": achieved},
-            metrics=result_metrics,
-            assignment=best,
-            seed=seed,
-            layers=rows,
-            extra={
-                "episodes": episodes,
-                "warmup": spec.warmup_iter_number,
-                "best_episode": history.best["episode"],
-                "evaluations": search_evaluations,  # distinct assignments scored while searching
-                "constrained_episodes": sum(1 for r in history.rows if r["constrained"]),
-                "graph_notes": setup.notes,
-            },
-        )
+    result = Result(
+        algorithm="autoq",
+        task=task.name,
+        hardware=setup.space.hardware.name,
+        budget={"kind": budget.kind, "target": budget.target, "achieved": achieved},
+        metrics=result_metrics,
+        assignment=best,
+        seed=seed,
+        layers=rows,
+        extra={
+            "episodes": episodes,
+            "warmup": spec.warmup_iter_number,
+            "best_episode": history.best["episode"],
+            "evaluations": search_evaluations,  # distinct assignments scored while searching
+            "constrained_episodes": sum(1 for r in history.rows if r["constrained"]),
+            "graph_notes": setup.notes,
+        },
     )
+    result.handle = setup.qmodel
+    return rec.finish(result)

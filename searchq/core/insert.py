@@ -92,10 +92,11 @@ class QuantizedModel:
     def set_bits(self, assignment: Assignment) -> None:
         """Switch every quantizer to ``assignment``'s bits (checked against the space)."""
         self.space.check(assignment)
-        for name, b in assignment.weights.items():
-            self.weight_quantizers[name].set_bits(b)
-        for name, b in assignment.activations.items():
-            self.activation_quantizers[name].set_bits(b)
+        quantizers = self.quantizers
+        for name, b in assignment.bits.items():
+            q = quantizers[name]
+            q.set_bits(b)
+            q.narrow_range = self.space.point(name).narrow_range.get(b, False)
         self.assignment = assignment
 
     @property

@@ -23,11 +23,12 @@ of an existing quantizer change in place (:meth:`FakeQuantizer.set_bits`) withou
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from searchq.errors import ConfigError
+from searchq.errors import CheckpointError, ConfigError
 
 __all__ = [
     "FakeQuantizer",
@@ -190,6 +191,21 @@ class FakeQuantizer(nn.Module):
             input_range=self.input_range,
             ch_axis=self.ch_axis,
         )
+
+    # bits, signedness and narrow range are plain attributes (set by set_bits / init_range);
+    # saved in state dicts as ``_extra_state`` so that a reloaded quantizer computes the same.
+    def get_extra_state(self) -> dict[str, int | bool]:
+        return {"bits": self.bits, "signed": self.signed, "narrow_range": self.narrow_range}
+
+    def set_extra_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or not {"bits", "signed", "narrow_range"} <= set(state):
+            raise CheckpointError(
+                f"quantizer state {state!r} lacks bits / signed / narrow_range; the checkpoint "
+                "was not written by this searchq version"
+            )
+        self.set_bits(int(state["bits"]))
+        self.signed = bool(state["signed"])
+        self.narrow_range = bool(state["narrow_range"])
 
     def extra_repr(self) -> str:
         gran = "per_channel" if self.per_channel else "per_tensor"

@@ -246,6 +246,7 @@ def search(
             "graph_notes": setup.notes,
         },
     )
+    result.handle = setup.qmodel
     return rec.finish(result)
 
 
