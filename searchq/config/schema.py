@@ -322,14 +322,17 @@ _NAS_TRAINING = _obj(
         ),
         "lr_schedule": _obj({"params": _obj({"base_lr": {"type": "number", "minimum": 0}})}),
         "train_steps": _POSITIVE,
-        # searchq-only: knowledge distillation from the full net, subnets per optimizer step
+        # searchq-only (searchq/elastic/spec.py): knowledge distillation (from the maximal
+        # subnet in place, else the original net), sandwich max / min / random, subnets per step
         "distillation": _obj(
             {
                 "type": {"enum": ["softmax", "mse", "none"]},
                 "temperature": {"type": "number", "exclusiveMinimum": 0},
+                "inplace": _BOOL,
+                "distill_max": _BOOL,
             }
         ),
-        "subnets_per_step": _POSITIVE,
+        "subnets_per_step": {"oneOf": [_POSITIVE, {"const": "auto"}]},
         "sandwich": _BOOL,
     }
 )

@@ -38,14 +38,17 @@ def _spec_from_dict(d: Mapping[str, Any]) -> ElasticSpec:
 
 
 def load_supernet(run_dir: str | Path, *, best: bool = False) -> tuple[Supernet, Any, dict]:
-    """(supernet with trained weights, its task, checkpoint meta) from an elastic run."""
+    """(supernet with trained weights, its task, checkpoint meta) from an elastic run.
+
+    The task is rebuilt with the run's seed (recorded in the metadata; checkpoints written
+    before it was recorded use seed 0)."""
     from searchq.tasks import get_task
 
     name = "supernet_best.pt" if best else "supernet_last.pt"
     ckpt = load_checkpoint(Path(run_dir) / "checkpoints" / name)
     meta = ckpt["meta"]
     spec = _spec_from_dict(meta["spec"])
-    task = get_task(meta["task"])
+    task = get_task(meta["task"], seed=int(meta.get("seed", 0)))  # older checkpoints: no seed
     assert task.example_input is not None
     supernet = Supernet(
         task.model, task.example_input, dims=spec.available_dims, space_options=spec.space_options()
@@ -97,6 +100,7 @@ def extract_to_file(
     payload = {
         "schema_version": SUBNET_VERSION,
         "task": meta["task"],
+        "seed": int(meta.get("seed", 0)),
         "spec": json.dumps(meta["spec"]),
         "subnet": json.dumps(cfg.to_dict()),
         "macs": supernet.macs(cfg),
@@ -125,7 +129,7 @@ def load_subnet(path: str | Path) -> tuple[nn.Module, SubnetConfig]:
             f"{SUBNET_VERSION}; extract it again"
         )
     spec = _spec_from_dict(json.loads(payload["spec"]))
-    task = get_task(payload["task"])
+    task = get_task(payload["task"], seed=int(payload.get("seed", 0)))
     assert task.example_input is not None
     supernet = Supernet(
         task.model, task.example_input, dims=spec.available_dims, space_options=spec.space_options()

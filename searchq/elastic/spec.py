@@ -9,10 +9,31 @@ differ and say so:
   leaves 16- and 32-channel layers rigid); NNCF's own keys override.
 * the default stage list is NNCF's five one-epoch stages, K / K+D / K+D(d=2) / K+D+W /
   K+D+W(w=2, reorg, bn_adapt); dimensions the model does not have are dropped from each stage.
-* searchq-only keys: ``distillation`` {type softmax | mse | none, temperature} (default softmax,
-  T = 2), ``subnets_per_step`` (2) and ``sandwich`` (true: one of them is always the stage's
-  smallest subnet). Measured on digits ResNet-20 (3 stages / 7 epochs, 2 seeds): lr 0.05 + T 2 +
-  sandwich gave the minimal subnet 97.5–98.1 % against 91.9 % for two random subnets at lr 0.02.
+* searchq-only keys (BigNAS-style sandwich training, Yu et al. 2020):
+
+  - ``distillation`` {``type`` softmax | mse | none (default softmax), ``temperature`` (2),
+    ``inplace`` (true), ``distill_max`` (false)}: every non-maximal subnet learns from the labels
+    and from a teacher: the maximal subnet's own output when that step also trains it
+    (in-place distillation, no extra forward), else the original (frozen) network's output,
+    computed once per step under ``no_grad`` and shared by the step's subnets. The maximal
+    subnet learns from the labels (plus the original net with ``distill_max``).
+  - ``sandwich`` (true): the trained subnets cycle max → min → random (min = the stage's
+    smallest subnet; random = one drawn from the stage's dimensions); false: all random (NNCF).
+  - ``subnets_per_step`` (``"auto"``): an integer k trains the next k members of the cycle in
+    every step (k = 3: BigNAS's max + min + random). ``"auto"`` sizes a step by the stage: one
+    member per step while the stage's smallest subnet keeps more than ``PAIR_BELOW`` (a
+    quarter) of the maximal MACs (depth / kernel stages, where every subnet costs most of a
+    full step); otherwise (width stages, small subnets) two: the smallest subnet in every step
+    plus max / random alternately (max first, teaching the smallest in place).
+
+  Measured on digits ResNet-20 (experiments/results/elastic.md: 3 stages / 7 epochs, 3 seeds,
+  2 loaded cores): the former default (2 subnets per step, one always the stage's smallest,
+  the maximal never trained) cost 1.38 × a plain SGD step of the full net (depth stage
+  1.80 ×); 3 per step (BigNAS) costs ~2.3 ×; ``"auto"`` with the threshold at one half (the
+  d = 2 depth stage, smallest subnet 30 % of the MACs, paired too) cost 1.32 × (that stage
+  1.40 ×), hence a quarter: 1.16 × (noisy, load 5-9), min / middle / max subnets −0.3 / −1.3 /
+  −0.4 points vs standalone training of the same architectures (3 per step: −0.1 / −1.4 / +0.4
+  at 2.2 ×; the former default −1.2 on the middle one).
 """
 
 from __future__ import annotations
@@ -24,10 +45,12 @@ from typing import Any
 from searchq._frozen import thaw
 from searchq.errors import ConfigError
 
-__all__ = ["DEFAULT_LR", "ElasticSpec", "StageSpec", "elastic_spec"]
+__all__ = ["AUTO", "DEFAULT_LR", "PAIR_BELOW", "ElasticSpec", "StageSpec", "elastic_spec"]
 
 DIMS = ("kernel", "depth", "width")
 DEFAULT_LR = 0.05
+AUTO = "auto"
+PAIR_BELOW = 0.25  # "auto": the stage's smallest subnet joins every step up to this MAC share
 _STAGE_KEYS = (
     "train_dims",
     "epochs",
@@ -119,9 +142,19 @@ class ElasticSpec:
     bn_adaptation_samples: int = 2000
     distillation: str = "softmax"  # "softmax" | "mse" | "none"
     temperature: float = 2.0
-    subnets_per_step: int = 2
-    sandwich: bool = True  # each step trains the stage's smallest subnet + random ones (BigNAS)
+    subnets_per_step: int | str = "auto"  # an int >= 1, or "auto" (see the module doc)
+    sandwich: bool = True  # members cycle max → min → random (BigNAS sandwich rule)
+    inplace_distillation: bool = True  # the max trained in a step teaches that step's others
+    distill_max: bool = False  # the maximal subnet also learns from the original net
     extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        k = self.subnets_per_step
+        if k != AUTO and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ConfigError(
+                f"subnets_per_step {k!r} must be an integer >= 1 or {AUTO!r}",
+                key="subnets_per_step",
+            )
 
     def space_options(self) -> dict[str, Any]:
         return {
@@ -197,9 +230,15 @@ def elastic_spec(training: Mapping[str, Any] | None = None) -> ElasticSpec:
         ),
         distillation=str(kd.get("type", "softmax")),
         temperature=float(kd.get("temperature", 2.0)),
-        subnets_per_step=int(t.get("subnets_per_step", 2)),
+        subnets_per_step=_subnets_per_step(t.get("subnets_per_step", AUTO)),
         sandwich=bool(t.get("sandwich", True)),
+        inplace_distillation=bool(kd.get("inplace", True)),
+        distill_max=bool(kd.get("distill_max", False)),
     )
+
+
+def _subnets_per_step(value: Any) -> int | str:
+    return value if value == AUTO else int(value)
 
 
 def with_epochs(spec: ElasticSpec, epochs: int) -> ElasticSpec:

@@ -1,13 +1,19 @@
 """Progressive shrinking (Once-for-All, Cai et al. 2020; NNCF BootstrapNAS) of a trained model.
 
-Stage by stage, every optimizer step samples ``subnets_per_step`` subnets from the dimensions the
-stage trains (within its depth / width indicators), and accumulates their gradients; each
-subnet learns from the labels and from the original (frozen) network's outputs (knowledge
-distillation: softened softmax KL × T², or MSE on logits). Subnets are drawn from a generator
-seeded by (seed, step), so every rank of a ``torchrun`` launch trains the same subnet; gradients
-are averaged over ranks (gloo on CPU). After every epoch the maximal and minimal subnets are
-validated after a full BatchNorm recalibration, and a checkpoint is written; ``resume``
-continues at the next epoch exactly (weights, optimizer, scheduler, loader order).
+Stage by stage, every optimizer step trains one or more subnets of the dimensions the stage
+trains (within its depth / width indicators) and accumulates their gradients. By default the
+subnets follow the sandwich rule of BigNAS (Yu et al. 2020) spread over steps: they cycle
+maximal → stage's smallest → random, one per step in stages whose subnets are large (depth,
+kernel), two per step (the smallest + max / random) in stages whose smallest subnet is small
+(width); see :mod:`searchq.elastic.spec` for the knobs. Every subnet but the maximal one learns
+from the labels and by knowledge distillation (softened softmax KL × T², or MSE on logits) from
+the maximal subnet's own output when the step trains it (in-place distillation), else from the
+original (frozen) network, run once per step without autograd. Which subnets a step trains is a
+pure function of (seed, step), so every rank of a ``torchrun`` launch trains the same ones and
+a resumed run repeats them; gradients are averaged over ranks (gloo on CPU). After every epoch
+the maximal and minimal subnets are validated after a full BatchNorm recalibration, and a
+checkpoint is written; ``resume`` continues at the next epoch exactly (weights, optimizer,
+scheduler, loader order).
 """
 
 from __future__ import annotations
@@ -30,13 +36,13 @@ from searchq.core.pipeline import take_samples
 from searchq.elastic import plots
 from searchq.elastic.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from searchq.elastic.reorder import load_external_importance
-from searchq.elastic.spec import ElasticSpec, StageSpec, stage_dims
+from searchq.elastic.spec import AUTO, PAIR_BELOW, ElasticSpec, StageSpec, stage_dims
 from searchq.elastic.supernet import Supernet
 from searchq.errors import ConfigError
 from searchq.runner import Result, Run, default_run_dir
 from searchq.tasks.base import Task
 
-__all__ = ["train"]
+__all__ = ["step_roles", "step_subnets", "train_supernet"]
 
 LAST, BEST = "supernet_last.pt", "supernet_best.pt"
 
@@ -86,7 +92,7 @@ def _optimizer(model: nn.Module, stage: StageSpec, steps_per_epoch: int):  # noq
     return opt, sched
 
 
-def train(
+def train_supernet(
     task: Task,
     spec: ElasticSpec | None = None,
     *,
@@ -178,7 +184,7 @@ def train(
             state.epoch += 1
             _log_epoch(rec, row, state.epoch)
             if rank == 0:
-                _checkpoint(rec, model, opt, sched, task, state, row, spec, supernet)
+                _checkpoint(rec, model, opt, sched, task, state, row, spec, supernet, seed)
             epochs_done += 1
             if stop_after_epochs is not None and epochs_done >= stop_after_epochs:
                 rec.close()
@@ -216,9 +222,10 @@ def _train_epoch(
     world: int,
 ) -> float:
     model = supernet.model
+    members = stage_members(supernet, spec, stage)
+    inplace_ok = spec.inplace_distillation and spec.distillation != "none"
     model.train()
     total, count = 0.0, 0
-    configs: list[Any] = []
     steps = len(task.train_loader) // world  # every rank takes the same number of steps
     done = 0
     for i, batch in enumerate(task.train_loader):
@@ -228,30 +235,28 @@ def _train_epoch(
             break
         done += 1
         x, y = _split(batch)
-        if state.global_step % stage.sample_rate == 0 or not configs:
-            rng = np.random.default_rng([seed, state.global_step])  # same subnets on every rank
-            configs = [
-                supernet.sample(
-                    rng,
-                    dims=dims,
-                    width_indicator=stage.width_indicator,
-                    depth_indicator=stage.depth_indicator,
-                )
-                if dims
-                else supernet.maximal()
-                for _ in range(max(1, spec.subnets_per_step))
-            ]
-            if spec.sandwich and dims:
-                configs[0] = _stage_minimal(supernet, stage, dims)  # the hardest one, every step
-        with torch.no_grad():
-            target = teacher(x) if teacher is not None else None
+        configs = step_subnets(supernet, spec, stage, dims, seed, state.global_step, members)
         opt.zero_grad(set_to_none=True)
+        original: Tensor | None = None  # the frozen original net's output, once per step
+        inplace: Tensor | None = None  # the maximal subnet's output this step (BigNAS)
         with torch.random.fork_rng():
             torch.manual_seed(seed * 1_000_003 + state.global_step)
-            for cfg in configs:
+            for role, cfg in configs:
                 supernet.activate(cfg)
                 out = model(x)
                 loss = criterion(out, y)
+                target: Tensor | None = None
+                if role == "max":
+                    if inplace_ok and len(configs) > 1:
+                        inplace = out.detach()
+                    if spec.distill_max and teacher is not None:
+                        original = original if original is not None else _teach(teacher, x)
+                        target = original
+                elif inplace is not None:
+                    target = inplace
+                elif teacher is not None:
+                    original = original if original is not None else _teach(teacher, x)
+                    target = original
                 if target is not None:
                     loss = loss + _kd_loss(out, target, spec.distillation, spec.temperature)
                 (loss / len(configs)).backward()
@@ -265,6 +270,79 @@ def _train_epoch(
     supernet.activate(supernet.maximal())
     model.eval()
     return total / max(count, 1)
+
+
+@torch.no_grad()
+def _teach(teacher: nn.Module, x: Tensor) -> Tensor:
+    return teacher(x)
+
+
+CYCLE = ("max", "min", "random")
+
+
+def stage_members(supernet: Supernet, spec: ElasticSpec, stage: StageSpec) -> int | str:
+    """Subnets per step in ``stage``: ``spec.subnets_per_step``, or for ``"auto"`` 1 when the
+    stage's smallest subnet keeps more than ``PAIR_BELOW`` of the maximal MACs, else ``"pair"``
+    (the smallest + one other member per step)."""
+    if spec.subnets_per_step != AUTO:
+        return int(spec.subnets_per_step)
+    dims = stage_dims(stage, _available_dims(supernet))
+    if not dims:
+        return 1
+    share = supernet.macs(_stage_minimal(supernet, stage, dims)) / supernet.macs(supernet.maximal())
+    return "pair" if share <= PAIR_BELOW else 1
+
+
+def step_roles(spec: ElasticSpec, event: int, members: int | str) -> list[str]:
+    """The sandwich members ("max" / "min" / "random") trained at sampling event ``event``.
+
+    ``members`` k (an int): the next k members of the cycle max → min → random (k = 3: BigNAS's
+    sandwich in every step); ``"pair"``: the smallest subnet plus max / random alternately.
+    Without ``sandwich`` every member is random (NNCF). The maximal subnet comes first, so it
+    can teach the others in place."""
+    if members == "pair":
+        if not spec.sandwich:
+            return ["random"] * 2
+        roles = ["min", ("max", "random")[event % 2]]
+    else:
+        k = max(1, int(members))
+        if not spec.sandwich:
+            return ["random"] * k
+        roles = [CYCLE[(event * k + j) % len(CYCLE)] for j in range(k)]
+    return sorted(roles, key=lambda r: r != "max")  # stable
+
+
+def step_subnets(
+    supernet: Supernet,
+    spec: ElasticSpec,
+    stage: StageSpec,
+    dims: tuple[str, ...],
+    seed: int,
+    global_step: int,
+    members: int | str = 1,
+) -> list[tuple[str, Any]]:
+    """(role, subnet config) of every subnet the step ``global_step`` trains: a pure function of
+    (seed, step), so ranks agree and a resumed run repeats it. Subnets are resampled every
+    ``stage.sample_rate`` steps (NNCF)."""
+    if not dims:
+        return [("max", supernet.maximal())]
+    first = global_step - global_step % stage.sample_rate
+    rng = np.random.default_rng([seed, first])  # same subnets on every rank
+    out: list[tuple[str, Any]] = []
+    for role in step_roles(spec, first // stage.sample_rate, members):
+        if role == "max":
+            cfg = supernet.maximal()
+        elif role == "min":
+            cfg = _stage_minimal(supernet, stage, dims)
+        else:
+            cfg = supernet.sample(
+                rng,
+                dims=dims,
+                width_indicator=stage.width_indicator,
+                depth_indicator=stage.depth_indicator,
+            )
+        out.append((role, cfg))
+    return out
 
 
 def _stage_minimal(supernet: Supernet, stage: StageSpec, dims: tuple[str, ...]) -> Any:
@@ -327,9 +405,15 @@ def _checkpoint(
     row: Mapping[str, Any],
     spec: ElasticSpec,
     supernet: Supernet,
+    seed: int,
 ) -> None:
     gen = getattr(task.train_loader, "generator", None)
-    meta = {"task": task.name, "spec": spec.to_dict(), "search_space": supernet.search_space()}
+    meta = {
+        "task": task.name,
+        "seed": seed,
+        "spec": spec.to_dict(),
+        "search_space": supernet.search_space(),
+    }
     kwargs = dict(
         model_state=model.state_dict(),
         optimizer=opt.state_dict(),

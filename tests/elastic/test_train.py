@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from searchq.cli import main
-from searchq.elastic import StageSpec, elastic_spec, train
+from searchq.elastic import StageSpec, elastic_spec, train_supernet
 from searchq.elastic.export import load_subnet
 from searchq.tasks import get_task
 
@@ -70,11 +70,13 @@ def _small_spec():
 
 def test_resume_mid_stage_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
     spec = _small_spec()
-    full = train(get_task("digits"), spec, out=tmp_path / "full", progress=False, seed=1)
-    train(
+    full = train_supernet(get_task("digits"), spec, out=tmp_path / "full", progress=False, seed=1)
+    train_supernet(
         get_task("digits"), spec, out=tmp_path / "cut", progress=False, seed=1, stop_after_epochs=3
     )  # stops inside the second stage
-    resumed = train(get_task("digits"), spec, resume=tmp_path / "cut", progress=False, seed=1)
+    resumed = train_supernet(
+        get_task("digits"), spec, resume=tmp_path / "cut", progress=False, seed=1
+    )
     a = torch.load(tmp_path / "full" / "checkpoints" / "supernet_last.pt", weights_only=True)
     b = torch.load(tmp_path / "cut" / "checkpoints" / "supernet_last.pt", weights_only=True)
     for key, value in a["model"].items():
@@ -107,3 +109,41 @@ def test_torchrun_two_processes(tmp_path: Path) -> None:
     data = json.loads((out / "result.json").read_text())
     assert data["metrics"]["max_subnet_accuracy"] > 90
     assert not list(out.glob("rank*"))
+
+
+def test_checkpoint_records_the_seed_and_load_supernet_uses_it(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import searchq.tasks
+    from searchq.elastic.checkpoint import load_checkpoint, save_checkpoint
+    from searchq.elastic.export import load_supernet
+
+    ckpt = load_checkpoint(run / "checkpoints" / "supernet_last.pt")
+    assert ckpt["meta"]["seed"] == 0
+    seen: list[int] = []
+    real = searchq.tasks.get_task
+
+    def spy(name: str, *, seed: int = 0):  # noqa: ANN202
+        seen.append(seed)
+        return real(name)  # the architecture does not depend on the seed; seed 0 is cached
+
+    monkeypatch.setattr(searchq.tasks, "get_task", spy)
+    for seed in (3, None):  # a run with seed 3; a checkpoint from before the seed was recorded
+        meta = dict(ckpt["meta"])
+        if seed is None:
+            del meta["seed"]
+        else:
+            meta["seed"] = seed
+        folder = tmp_path / str(seed) / "checkpoints"
+        folder.mkdir(parents=True)
+        save_checkpoint(
+            folder / "supernet_last.pt",
+            model_state=ckpt["model"],
+            optimizer=None,
+            scheduler=None,
+            loader_rng=None,
+            state=ckpt["state"],
+            meta=meta,
+        )
+        load_supernet(folder.parent)
+    assert seen == [3, 0]

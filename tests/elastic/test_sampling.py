@@ -1,0 +1,170 @@
+"""Which subnets a progressive-shrinking step trains: sandwich cycle, "auto" sizing, seeding,
+in-place distillation, the spec / config keys, and the module layout."""
+
+from __future__ import annotations
+
+import importlib
+import types
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import searchq.elastic
+from searchq.config.validate import validate_document
+from searchq.elastic import ElasticSpec, StageSpec, Supernet, elastic_spec, train_supernet
+from searchq.elastic.train import stage_members, step_roles, step_subnets
+from searchq.errors import ConfigError
+from searchq.tasks import get_task
+
+DEPTH = StageSpec(("depth",), 1, depth_indicator=1)
+WIDTH = StageSpec(("depth", "width"), 1, depth_indicator=2, width_indicator=3)
+
+
+@pytest.fixture(scope="module")
+def supernet() -> Supernet:
+    task = get_task("digits")
+    assert task.example_input is not None
+    return Supernet(task.model, task.example_input, space_options=ElasticSpec().space_options())
+
+
+def test_train_is_the_module_and_train_supernet_the_function() -> None:
+    import searchq.elastic.train as m
+
+    assert isinstance(m, types.ModuleType)
+    assert importlib.import_module("searchq.elastic.train") is m
+    assert searchq.elastic.train_supernet is m.train_supernet
+    assert "train" not in searchq.elastic.__all__
+
+
+def test_one_member_per_step_cycles_max_min_random() -> None:
+    spec = ElasticSpec(subnets_per_step=1)
+    roles = [step_roles(spec, e, 1) for e in range(6)]
+    assert roles == [["max"], ["min"], ["random"]] * 2
+
+
+def test_three_members_per_step_is_the_bignas_sandwich_max_first() -> None:
+    spec = ElasticSpec(subnets_per_step=3)
+    assert all(step_roles(spec, e, 3) == ["max", "min", "random"] for e in range(5))
+    two = [step_roles(spec, e, 2) for e in range(3)]  # the cycle continues across steps
+    assert two == [["max", "min"], ["max", "random"], ["min", "random"]]
+
+
+def test_pair_trains_the_smallest_every_step_plus_max_or_random() -> None:
+    spec = ElasticSpec()
+    assert [step_roles(spec, e, "pair") for e in range(4)] == [
+        ["max", "min"],  # the max first: it teaches the smallest in place
+        ["min", "random"],
+    ] * 2
+    nncf = ElasticSpec(sandwich=False)
+    assert step_roles(nncf, 0, "pair") == ["random", "random"]
+    assert step_roles(nncf, 3, 2) == ["random", "random"]
+
+
+def test_auto_sizes_steps_by_the_stage(supernet: Supernet) -> None:
+    spec = ElasticSpec()
+    assert spec.subnets_per_step == "auto"
+    assert stage_members(supernet, spec, DEPTH) == 1  # the smallest keeps ~65 % of the MACs
+    assert stage_members(supernet, spec, replace(DEPTH, depth_indicator=2)) == 1  # ~30 %
+    assert stage_members(supernet, spec, WIDTH) == "pair"  # ~8 %
+    assert stage_members(supernet, replace(spec, subnets_per_step=3), WIDTH) == 3
+
+
+def _keys(configs: list) -> list:
+    return [(role, cfg.key()) for role, cfg in configs]
+
+
+def test_step_subnets_are_a_pure_function_of_seed_and_step(supernet: Supernet) -> None:
+    spec = ElasticSpec()
+    dims = ("depth", "width")
+    runs = [
+        [_keys(step_subnets(supernet, spec, WIDTH, dims, 7, s, "pair")) for s in range(12)]
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    other = [_keys(step_subnets(supernet, spec, WIDTH, dims, 8, s, "pair")) for s in range(12)]
+    assert other != runs[0]  # the random members depend on the seed
+    fixed = [[k for k in step if k[0] != "random"] for step in runs[0]]
+    assert fixed == [[k for k in step if k[0] != "random"] for step in other]  # max / min do not
+    roles = Counter(role for step in runs[0] for role, _ in step)
+    assert roles == {"min": 12, "max": 6, "random": 6}
+    maximal, smallest = supernet.maximal().key(), supernet.minimal(depth_indicator=2).key()
+    for step in runs[0]:
+        for role, key in step:
+            if role == "max":
+                assert key == maximal
+            if role == "min":
+                assert key == smallest
+
+
+def test_sample_rate_keeps_the_subnets_for_that_many_steps(supernet: Supernet) -> None:
+    stage = replace(WIDTH, sample_rate=3)
+    dims = ("depth", "width")
+    steps = [_keys(step_subnets(supernet, ElasticSpec(), stage, dims, 0, s, 1)) for s in range(9)]
+    assert steps[0] == steps[1] == steps[2] != steps[3] == steps[4] == steps[5]
+    assert [s[0][0] for s in steps[::3]] == ["max", "min", "random"]
+
+
+def test_depth_only_minimum_keeps_full_width(supernet: Supernet) -> None:
+    ((role, cfg),) = step_subnets(supernet, ElasticSpec(), DEPTH, ("depth",), 0, 1, 1)
+    assert role == "min"
+    assert cfg.width == supernet.maximal().width and cfg.depth
+
+
+def test_inplace_distillation_skips_the_original_teacher(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import searchq.elastic.train as m
+
+    calls = Counter[str]()
+    orig = m._teach
+
+    def counting(teacher, x):  # noqa: ANN001, ANN202
+        calls["teacher"] += 1
+        return orig(teacher, x)
+
+    monkeypatch.setattr(m, "_teach", counting)
+    stages = (DEPTH,)
+    steps = len(get_task("digits").train_loader)
+    for k, expected in ((3, 0), (1, steps - (steps + 2) // 3)):  # every step but the max's
+        calls.clear()
+        spec = replace(elastic_spec({}), stages=stages, subnets_per_step=k)
+        train_supernet(get_task("digits"), spec, out=tmp_path / f"k{k}", progress=False)
+        assert calls["teacher"] == expected, k
+    calls.clear()  # "auto" in a width stage: [max, min] (in place), [min, random] (original net)
+    spec = replace(elastic_spec({}), stages=(WIDTH,))
+    train_supernet(get_task("digits"), spec, out=tmp_path / "auto", progress=False)
+    assert calls["teacher"] == steps // 2
+    calls.clear()
+    spec = replace(elastic_spec({}), stages=stages, subnets_per_step=3, inplace_distillation=False)
+    train_supernet(get_task("digits"), spec, out=tmp_path / "orig", progress=False)
+    assert calls["teacher"] == steps
+
+
+def test_spec_and_config_keys() -> None:
+    spec = elastic_spec({})
+    assert (spec.subnets_per_step, spec.sandwich) == ("auto", True)
+    assert (spec.inplace_distillation, spec.distill_max) == (True, False)
+    spec = elastic_spec(
+        {"subnets_per_step": 3, "distillation": {"inplace": False, "distill_max": True}}
+    )
+    assert (spec.subnets_per_step, spec.inplace_distillation, spec.distill_max) == (3, False, True)
+    for bad in (0, "two", True):
+        with pytest.raises(ConfigError):
+            ElasticSpec(subnets_per_step=bad)  # type: ignore[arg-type]
+    for value in ("auto", 2):
+        doc = {
+            "model": "digits",
+            "bootstrapNAS": {
+                "training": {
+                    "subnets_per_step": value,
+                    "distillation": {"type": "softmax", "inplace": True, "distill_max": False},
+                }
+            },
+        }
+        validate_document(doc, None)
+    with pytest.raises(ConfigError):
+        validate_document(
+            {"model": "digits", "bootstrapNAS": {"training": {"subnets_per_step": "many"}}}, None
+        )
