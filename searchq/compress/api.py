@@ -235,37 +235,25 @@ def _quantize(
             )
         return qmodel, {}
     precision = spec.precision
-    what = f"quantization ({type(precision).__name__.removesuffix('Spec').lower() or 'uniform'})"
-    task = _task(model, init, what)
-    if isinstance(precision, HawqSpec):
-        from searchq import hawq
-
-        result = hawq.search(
-            task,
-            hw=hw,
-            spec=precision,
-            quantization=spec,
-            out=run_root / "precision_init",
-            seed=seed,
-            progress=progress,
-        )
-    elif isinstance(precision, AutoqSpec):
-        from searchq import autoq
-
-        result = autoq.search(
-            task,
-            hw=hw,
-            spec=precision,
-            quantization=spec,
-            out=run_root / "precision_init",
-            seed=seed,
-            progress=progress,
-        )
-    else:
+    kind = (
+        "hawq"
+        if isinstance(precision, HawqSpec)
+        else "autoq"
+        if isinstance(precision, AutoqSpec)
+        else "manual"
+    )
+    task = _task(model, init, f"quantization ({kind} precision init)")
+    out = run_root / "precision_init"
+    if kind == "manual":
         from searchq import manual
 
-        result = manual.run(
-            task, spec, hw=hw, out=run_root / "precision_init", seed=seed, progress=progress
+        result = manual.run(task, spec, hw=hw, out=out, seed=seed, progress=progress)
+    else:
+        import importlib
+
+        search = importlib.import_module(f"searchq.{kind}.search").search
+        result = search(
+            task, hw=hw, spec=precision, quantization=spec, out=out, seed=seed, progress=progress
         )
     assert isinstance(result.handle, QuantizedModel)
     summary = {
