@@ -8,7 +8,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_json", "read_json_file", "write_json_atomic", "write_text_atomic"]
+__all__ = [
+    "load_checkpoint_file",
+    "read_json",
+    "read_json_file",
+    "save_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -22,6 +29,42 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_atomic(path: str | Path, obj: Any) -> None:
+    """``torch.save`` to a temporary file, then rename: a kill never leaves half a checkpoint."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint_file(path: str | Path, *, version: int, fix: str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a checkpoint dict whose ``schema_version`` is
+    ``version``; an unreadable file or another version is one CheckpointError ending in ``fix``."""
+    import torch
+
+    from searchq.errors import CheckpointError
+
+    p = Path(path)
+    try:
+        payload = torch.load(p, weights_only=True, map_location="cpu")
+    except Exception as exc:  # torch raises many kinds for a corrupt file
+        raise CheckpointError(
+            f"{p}: cannot read the checkpoint ({type(exc).__name__}: {exc}); it is corrupt: {fix}"
+        ) from None
+    found = payload.get("schema_version") if isinstance(payload, dict) else None
+    if found != version:
+        raise CheckpointError(f"{p}: checkpoint schema_version {found!r} is not {version}; {fix}")
+    return payload
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

@@ -20,11 +20,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from searchq._io import write_json_atomic, write_text_atomic
+from searchq._io import load_checkpoint_file, save_atomic, write_json_atomic, write_text_atomic
 from searchq.autoq import plots
 from searchq.autoq.ddpg import DDPG, DDPGConfig
 from searchq.autoq.env import action_for_bits, bits_from_action, plan_steps
@@ -307,9 +306,7 @@ def _save_checkpoint(run_dir: Path, next_episode: int, ddpg: DDPG, history: _His
         "agent": ddpg.state_dict(),
         "history": json.dumps(history.to_state()),
     }
-    tmp = folder / f".{_CKPT}.tmp"
-    torch.save(state, tmp)
-    tmp.replace(folder / _CKPT)
+    save_atomic(folder / _CKPT, state)
     write_json_atomic(folder / _RNG, ddpg.rng.bit_generator.state)
 
 
@@ -319,18 +316,14 @@ def _load_checkpoint(run_dir: Path, ddpg: DDPG) -> tuple[int, _History]:
         raise CheckpointError(
             f"{run_dir}: no AutoQ checkpoint to resume ({path} is missing); start a new run"
         )
+    state = load_checkpoint_file(path, version=CHECKPOINT_VERSION, fix="start a new run")
+    rng_path = run_dir / "checkpoints" / _RNG
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-        rng_state = json.loads((run_dir / "checkpoints" / _RNG).read_text())
-    except Exception as exc:  # a corrupt file is one line, not a traceback
+        rng_state = json.loads(rng_path.read_text())
+    except (OSError, ValueError) as exc:  # a corrupt file is one line, not a traceback
         raise CheckpointError(
-            f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc}); start a new run"
+            f"{rng_path}: cannot read the RNG state ({type(exc).__name__}: {exc}); start a new run"
         ) from None
-    if state.get("schema_version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint schema_version {state.get('schema_version')} "
-            f"is not {CHECKPOINT_VERSION}; start a new run"
-        )
     ddpg.load_state_dict(state["agent"], rng_state)
     return int(state["episode"]), _History.from_state(json.loads(state["history"]))
 

@@ -238,7 +238,7 @@ class CompressionController:
                 self.sparsifier.set_level(sched.level)
             if sched.frozen:
                 self.sparsifier.freeze()
-        if self.qmodel is not None:
+        if self.qmodel is not None and epoch_start:  # stages change at epoch boundaries only
             e = max(epoch, 0)
             self.qmodel.enable(
                 weights=e >= self.staged.weights_start,
@@ -319,8 +319,8 @@ class CompressionController:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Compression state for a checkpoint (plain types only: ``torch.load(...,
-        weights_only=True)`` reads it). Weights, ranges and masks live in
+        """Compression state for a checkpoint: plain types only, so a checkpoint holding it
+        loads with ``weights_only=True``. Weights, ranges and masks live in
         ``model.state_dict()``."""
         return {
             "schema_version": SCHEMA_VERSION,

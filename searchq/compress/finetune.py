@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from searchq._io import load_checkpoint_file, save_atomic
 from searchq.compress.api import create_compressed_model
 from searchq.compress.controller import CompressionController
 from searchq.compress.nncf_config import NNCFConfig, register_default_init_args
@@ -41,6 +41,7 @@ from searchq.runner import Result, Run, default_run_dir
 __all__ = ["finetune_run"]
 
 CHECKPOINT = "last.pth"
+CHECKPOINT_VERSION = 1
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("cosine", "multistep", "constant")
 
@@ -117,9 +118,10 @@ def finetune_run(
         row["lr"] = lr_used
         history.append(row)
         _log_epoch(rec, row)
-        _save_checkpoint(
+        save_atomic(
             rec.dir / "checkpoints" / CHECKPOINT,
             {
+                "schema_version": CHECKPOINT_VERSION,
                 "epoch": epoch,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -256,23 +258,12 @@ def _load_checkpoint(resume: str | Path) -> dict[str, Any]:
         p = p / "checkpoints" / CHECKPOINT
     if not p.exists():
         raise CheckpointError(f"{p}: no checkpoint here; pass a finetune run directory or its .pth")
-    try:
-        state = torch.load(p, weights_only=True, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 — torch raises many kinds for a bad file
-        raise CheckpointError(
-            f"{p}: cannot be read as a checkpoint ({type(exc).__name__}); the file is corrupt or "
-            "not from searchq finetune: start again without --resume"
-        ) from None
+    fix = "start again without --resume"
+    state = load_checkpoint_file(p, version=CHECKPOINT_VERSION, fix=fix)
     needed = ("epoch", "model", "optimizer", "compression_state", "history")
-    if not isinstance(state, dict) or any(k not in state for k in needed):
-        raise CheckpointError(f"{p}: not a searchq finetune checkpoint (keys {needed} expected)")
+    if any(k not in state for k in needed):
+        raise CheckpointError(f"{p}: not a searchq finetune checkpoint (keys {needed}); {fix}")
     return state
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 # -- logging --------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from searchq._io import load_checkpoint_file, save_atomic
 from searchq.errors import CheckpointError
 
 __all__ = ["CHECKPOINT_VERSION", "TrainState", "load_checkpoint", "save_checkpoint"]
@@ -46,9 +47,7 @@ def save_checkpoint(
         "state": json.dumps(asdict(state)),
         "meta": json.dumps(meta),
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    save_atomic(path, payload)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -57,17 +56,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{p}: no supernet checkpoint here; train one with searchq run elastic"
         )
-    try:
-        payload = torch.load(p, weights_only=True, map_location="cpu")
-    except Exception as exc:
-        raise CheckpointError(
-            f"{p}: cannot read the checkpoint ({type(exc).__name__}: {exc}); it is corrupt"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("schema_version") != CHECKPOINT_VERSION:
-        version = payload.get("schema_version") if isinstance(payload, dict) else None
-        raise CheckpointError(
-            f"{p}: checkpoint schema_version {version!r} is not {CHECKPOINT_VERSION}; retrain"
-        )
+    payload = load_checkpoint_file(p, version=CHECKPOINT_VERSION, fix="retrain")
     payload["state"] = TrainState(**json.loads(payload["state"]))
     payload["meta"] = json.loads(payload["meta"])
     return payload
