@@ -34,6 +34,7 @@ from searchq.core.allocate import complete_activations, solve_mckp
 from searchq.core.cost import bit_complexity_ratio
 from searchq.core.finetune import finetune
 from searchq.hawq import search
+from searchq.hawq.allocate import objective
 from searchq.hawq.sensitivity import quantization_noise, sensitivities
 from searchq.prepare import prepare_quantization
 from searchq.tasks import get_task
@@ -76,14 +77,21 @@ def load1() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def run_searchq(seed: int, ratio: float, work: Path, selection: str) -> dict:
+VARIANTS = {  # searchq runs per cell: the default, then two on the same traces
+    "exact": {},
+    "monotone": {"selection": "monotone"},
+    "weights_only": {"activation_sensitivity": False},  # NNCF's weights-only Σ Ω
+}
+
+
+def run_searchq(seed: int, ratio: float, work: Path, variant: str) -> dict:
     """search() without fine-tuning, then the NNCF runner's QAT on the model it leaves quantized.
     The first call (exact) estimates the traces and saves them in ``work``; later ones load them."""
     task = fresh_task(seed)
     load = load1()
     res = search(
-        task, ratio=ratio, hw="trial", spec=replace(HawqSpec(), selection=selection), seed=seed,
-        finetune_epochs=0, out=work / selection, progress=False, traces=work / "traces.json",
+        task, ratio=ratio, hw="trial", spec=replace(HawqSpec(), **VARIANTS[variant]), seed=seed,
+        finetune_epochs=0, out=work / variant, progress=False, traces=work / "traces.json",
     )  # fmt: skip
     before = task.evaluator(task.model)
     # The loader's generator has advanced by however search() used it (estimating traces draws
@@ -92,7 +100,12 @@ def run_searchq(seed: int, ratio: float, work: Path, selection: str) -> dict:
     finetune(task.model, task.train_loader, task.criterion, seed=seed, **QAT)
     after = task.evaluator(task.model)
     tr = res.extra["traces"]
+    acts = res.extra.get("activation_traces", {"per_quantizer": {}, "seconds": 0.0})
     return {
+        "act_s": acts["seconds"],
+        "act_omega": {
+            q: {int(b): v for b, v in a["omega"].items()} for q, a in acts["per_quantizer"].items()
+        },
         "load": load, "init_s": res.timings["precision_init_s"], "traces_s": tr["seconds"],
         "iterations": tr["iterations"], "hvps": tr["hvps"], "ratio": res.budget["achieved"],
         "objective": res.metrics["objective"], "fp32": res.metrics["fp32_accuracy"],
@@ -125,7 +138,8 @@ def run_nncf(seed: int, ratio: float) -> dict:
     return {
         "load": j["machine_before"]["loadavg"][0], "probe_ms": j["machine_before"]["conv_probe_ms"],
         "init_s": j["precision_init_seconds"], "cpu_s": j["precision_init_cpu_seconds"],
-        "traces_s": j["hessian_trace_seconds"], "iterations": j["hutchinson_iterations"],
+        "traces_s": j["hessian_trace_seconds"], "act_s": 0.0,
+        "iterations": j["hutchinson_iterations"],
         "hvps": j["hutchinson_iterations"], "ratio": j["final_bit_complexity_ratio"],
         "fp32": j["fp32_top1"], "acc": j["top1_before_qat"], "loss": j["val_loss_before_qat"],
         "acc_qat": j["top1_after_qat"], "loss_qat": j["val_loss_after_qat"],
@@ -134,9 +148,10 @@ def run_nncf(seed: int, ratio: float) -> dict:
     }  # fmt: skip
 
 
-def baselines(seed: int, ratios, picks: dict, traces: dict, samples: int) -> dict:
+def baselines(seed: int, ratios, picks: dict, traces: dict, act_omega: dict, samples: int) -> dict:
     """Uniform 4/8, random assignments at each ratio and the picks under one evaluation (range
-    init + BN adaptation, as search() scores), and Σ Ω of the picks with searchq's traces."""
+    init + BN adaptation, as search() scores), and Σ Ω of the picks with searchq's traces
+    (activation terms included)."""
     setup = prepare_quantization(fresh_task(seed), QuantizationSpec(), "trial", bits=BITS)
     space, ev = setup.space, setup.evaluation
     modules = dict(setup.model.named_modules())
@@ -151,11 +166,12 @@ def baselines(seed: int, ratios, picks: dict, traces: dict, samples: int) -> dic
             a = complete_activations(space, {q: int(rng.choice(BITS)) for q in weights})
             if r <= bit_complexity_ratio(space.graph, a) <= 1.05 * r:
                 found.append(ev(a))
-        omega = sensitivities(traces[r], noise)
+        omega = {**sensitivities(traces[r], noise), **act_omega[r]}
         out[r] = {"random": found, "draws": draws, "omega": {}}
         for who, bits in picks[r].items():
-            out[r][who] = ev(complete_activations(space, bits))
-            out[r]["omega"][who] = float(sum(omega[q][b] for q, b in bits.items()))
+            pick = complete_activations(space, bits)
+            out[r][who] = ev(pick)
+            out[r]["omega"][who] = objective(pick, omega)
     return out
 
 
@@ -208,7 +224,8 @@ def met(ok: bool) -> str:
 
 A_ROWS = [
     ("precision init s (wall)", "init_s", ".2f"), ("1-min load average at start", "load", ".2f"),
-    ("Hessian-trace s", "traces_s", ".2f"), ("Hutchinson iterations", "iterations", ".0f"),
+    ("Hessian-trace s", "traces_s", ".2f"), ("activation-trace s", "act_s", ".2f"),
+    ("Hutchinson iterations", "iterations", ".0f"),
     ("HVPs", "hvps", ".0f"), ("achieved ratio", "ratio", ".3f"), ("FP32 acc %", "fp32", ".2f"),
     ("activation quantizers", "n_act", ".0f"), ("acc % before QAT", "acc", ".2f"),
     ("acc % after 2 QAT epochs", "acc_qat", ".2f"), ("val loss before QAT", "loss", ".4f"),
@@ -238,6 +255,16 @@ def verdicts(seeds, ratios, res, base, speed) -> list[str]:
             f"**{met(all(a_won) and all(l_won))}** (accuracy above the median in "
             f"{sum(a_won)}/{len(seeds)} seeds, loss below it in {sum(l_won)}/{len(seeds)})."
         )
+    for r in ratios:
+        for who, label in (("exact", "searchq"), ("weights_only", "weights-only Ω (NNCF's)")):
+            gaps = [base[s][r][who]["accuracy"] - base[s]["u8"]["accuracy"] for s in seeds]
+            ok = sum(g >= -0.5 for g in gaps)
+            lines.append(
+                f"- ratio {r}, {label}: accuracy before fine-tune within 0.5 points of uniform "
+                f"8 bit: **{met(ok == len(seeds))}** in {ok}/{len(seeds)} seeds (gaps "
+                + ", ".join(f"{g:+.2f}" for g in gaps)
+                + ")."
+            )
     t = speed[1000, (2, 3, 4, 8)]["median"]
     lines.append(f"- allocation 1,000 layers × 4 bits in < 1 s: **{met(t < 1)}** ({t:.3f} s).")
     return [*lines, ""]
@@ -277,11 +304,28 @@ def tables(seeds, ratios, samples, res, base, speed) -> list[str]:
                      arrow(m, "acc", ".2f"), arrow(e, "loss", ".4f"), arrow(m, "loss", ".4f"),
                      "yes" if e["weights"] == m["weights"] else "no"])  # fmt: skip
     out += table("(b) exact vs NNCF's monotone selection on the same traces",
-                 "Σ Ω with searchq's traces and noise (monotone ≥ exact by construction); NNCF's "
-                 "own pick scored the same way. Accuracy % and val loss: before → after 2 QAT "
-                 "epochs.", ["ratio", "seed", "Σ Ω exact", "Σ Ω monotone", "mono / exact",
-                 "Σ Ω NNCF pick", "acc exact", "acc monotone", "loss exact", "loss monotone",
-                 "same bits"], rows)  # fmt: skip
+                 "Σ Ω (weights + activations) with searchq's traces and noise (monotone ≥ exact by "
+                 "construction); NNCF's own pick scored the same way. Accuracy % and val loss: "
+                 "before → after 2 QAT epochs.", ["ratio", "seed", "Σ Ω exact", "Σ Ω monotone",
+                 "mono / exact", "Σ Ω NNCF pick", "acc exact", "acc monotone", "loss exact",
+                 "loss monotone", "same bits"], rows)  # fmt: skip
+    rows = []
+    for r, s in runs:
+        e, w = res[s, r]["exact"], res[s, r]["weights_only"]
+        rows.append([r, s, arrow(e, "acc", ".2f"), arrow(w, "acc", ".2f"),
+                     arrow(e, "loss", ".4f"), arrow(w, "loss", ".4f"),
+                     "yes" if e["weights"] == w["weights"] else "no"])  # fmt: skip
+    for label, k, f in (("mean acc", "acc", ".2f"), ("mean val loss", "loss", ".4f")):
+        e = [res[s, r]["exact"] for r, s in runs]
+        w = [res[s, r]["weights_only"] for r, s in runs]
+        pair = [f"{st.mean(x[k] for x in xs):{f}} → {st.mean(x[k + '_qat'] for x in xs):{f}}"
+                for xs in (e, w)]  # fmt: skip
+        rows.append(["all", label, *pair, "", "", ""])
+    out += table("(b') activation sensitivity on vs off (NNCF's weights-only Σ Ω), same traces",
+                 "searchq default (Σ Ω over weights and the activations whose bits the rule "
+                 "derives) vs `activation_sensitivity: false`. Accuracy % and val loss: before → "
+                 "after 2 QAT epochs.", ["ratio", "seed", "acc default", "acc weights-only",
+                 "loss default", "loss weights-only", "same bits"], rows)  # fmt: skip
     out += table("(c) uniform and random assignments vs the picks (searchq's evaluation)",
                  "Accuracy % / val loss after range init + BN adaptation, no QAT. Uniform 8 has "
                  "ratio 1.0, uniform 4 ratio 2.0.", ["seed", "FP32", "uniform 8", "uniform 4"],
@@ -321,7 +365,7 @@ def tables(seeds, ratios, samples, res, base, speed) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", default="0,1,2", help="task seeds, comma-separated")
+    ap.add_argument("--seeds", default="0,1,2,3,4", help="task seeds, comma-separated")
     ap.add_argument("--ratios", default="1.5,2.5", help="bit-complexity ratios, comma-separated")
     ap.add_argument("--samples", type=int, default=20, help="random assignments per seed, ratio")
     ap.add_argument("--quick", action="store_true", help="first seed only, 5 random samples")
@@ -340,12 +384,15 @@ def main() -> None:
                 cell[who] = run_nncf(s, r) if who == "nncf" else run_searchq(s, r, work, who)
                 print(f"seed {s} ratio {r} {who}: precision init {cell[who]['init_s']:.2f} s, "
                       f"load {cell[who]['load']:.2f}", flush=True)  # fmt: skip
-            cell["monotone"] = run_searchq(s, r, work, "monotone")  # loads work/traces.json
+            for variant in ("monotone", "weights_only"):  # load work/traces.json
+                cell[variant] = run_searchq(s, r, work, variant)
             res[s, r] = cell
     for s in seeds:
-        picks = {r: {w: res[s, r][w]["weights"] for w in ("exact", "nncf")} for r in ratios}
+        who = ("exact", "nncf", "weights_only")
+        picks = {r: {w: res[s, r][w]["weights"] for w in who} for r in ratios}
         traces = {r: res[s, r]["exact"]["traces"] for r in ratios}
-        base[s] = baselines(s, ratios, picks, traces, args.samples)
+        act_omega = {r: res[s, r]["exact"]["act_omega"] for r in ratios}
+        base[s] = baselines(s, ratios, picks, traces, act_omega, args.samples)
     for (s, r), cell in res.items():  # one pick must score the same in every evaluation
         e, b = cell["exact"], base[s][r]
         same_omega = math.isclose(b["omega"]["exact"], e["objective"], rel_tol=1e-6)

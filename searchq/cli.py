@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--stderr-fraction", type=float, help="stderr rule target (0.05)")
     h.add_argument("--tolerance", type=float, help="NNCF's tolerance rule (1e-4)")
     h.add_argument("--deflation-rank", type=int, metavar="K", help="Hutch++ rank (16; 0 = off)")
+    h.add_argument(
+        "--no-activation-sensitivity",
+        dest="activation_sensitivity",
+        action="store_const",
+        const=False,
+        help="score weight noise only (NNCF's objective)",
+    )
     h.add_argument("--finetune-epochs", type=int, default=0, metavar="N", help="QAT epochs after")
     h.add_argument("--weights-only", action="store_true", help="do not quantize activations")
 

@@ -163,6 +163,8 @@ _PRECISION = _obj(
         "stderr_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
         "pick_tolerance": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
         "deflation_rank": {"type": "integer", "minimum": 0},
+        "activation_sensitivity": _BOOL,
+        "activation_probes": _POSITIVE,
     }
 )
 

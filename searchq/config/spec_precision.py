@@ -56,6 +56,11 @@ class HawqSpec:
     ``batch_size`` sets the Hutchinson batch size independently of training (None: all
     ``num_data_points`` at once, at most 256). ``selection="exact"`` searches all assignments;
     ``"monotone"`` restricts to NNCF's non-decreasing-in-trace-order ones.
+    ``activation_sensitivity`` (searchq default true) adds the activations' Ω_a(b) =
+    avgTrace(H_x) · ‖x − Q_b(x)‖² (HAWQ-V2 §3.3) — the exact Gauss–Newton trace when the model has
+    at most 128 outputs per sample, else Hutchinson with ``activation_probes`` probes — so the
+    activation bits derived from the weights are no longer free in the objective; false
+    reproduces NNCF's weights-only Σ Ω.
     ``explicit_keys`` records which keys the user wrote, so later code can tell a default from a
     user choice (e.g. when the hardware preset forbids some of ``bits``).
     """
@@ -74,12 +79,15 @@ class HawqSpec:
     stderr_fraction: float = 0.05
     pick_tolerance: float = 0.02
     deflation_rank: int = 16
+    activation_sensitivity: bool = True
+    activation_probes: int = 4
     explicit_keys: frozenset[str] = field(default=frozenset(), compare=False)
 
     KEYS = (
         "type", "bits", "num_data_points", "iter_number", "tolerance", "compression_ratio",
         "dump_init_precision_data", "bitwidth_assignment_mode", "traces_per_layer_path",
         "batch_size", "selection", "stop", "stderr_fraction", "pick_tolerance", "deflation_rank",
+        "activation_sensitivity", "activation_probes",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -114,6 +122,12 @@ class HawqSpec:
             check_number("pick_tolerance", self.pick_tolerance, low=0, high=1, low_open=True),
         )
         set_(self, "deflation_rank", check_int("deflation_rank", self.deflation_rank, low=0))
+        check_bool("activation_sensitivity", self.activation_sensitivity)
+        set_(
+            self,
+            "activation_probes",
+            check_int("activation_probes", self.activation_probes, low=1),
+        )
         set_(
             self,
             "stderr_fraction",

@@ -318,11 +318,19 @@ def achievable_range(
 def group_values(
     groups: Sequence[AllocationGroup], value_of: Mapping[str, Mapping[int, float]]
 ) -> list[np.ndarray]:
-    """Σ of per-weight values (e.g. HAWQ's Ω) for every option of every group."""
-    return [
-        np.asarray([sum(value_of[q][b] for q, b in opt.weights) for opt in g.options])
-        for g in groups
-    ]
+    """Σ of per-quantizer values (e.g. HAWQ's Ω) for every option of every group.
+
+    Weights must all have values; an activation counts when ``value_of`` has it (HAWQ with
+    activation sensitivity), else it adds nothing (NNCF's weights-only objective).
+    """
+
+    def value(opt: GroupOption) -> float:
+        total = sum(value_of[q][b] for q, b in opt.weights)
+        if opt.activation is not None and opt.activation[0] in value_of:
+            total += value_of[opt.activation[0]][opt.activation[1]]
+        return total
+
+    return [np.asarray([value(opt) for opt in g.options]) for g in groups]
 
 
 def complete_activations(space: QuantSpace, weights: Mapping[str, int]) -> Assignment:

@@ -41,6 +41,7 @@ __all__ = [
     "budget_metric",
     "check_reachable",
     "frontier",
+    "objective",
 ]
 
 SELECTIONS = ("exact", "monotone")
@@ -127,8 +128,9 @@ def allocate(
     )
 
 
-def _omega(assignment: Assignment, omega: Mapping[str, Mapping[int, float]]) -> float:
-    return float(sum(omega[q][b] for q, b in assignment.weights.items()))
+def objective(assignment: Assignment, omega: Mapping[str, Mapping[int, float]]) -> float:
+    """Σ Ω over the assignment's quantizers that ``omega`` scores (weights, maybe activations)."""
+    return float(sum(omega[q][b] for q, b in assignment.bits.items() if q in omega))
 
 
 def _monotone(
@@ -175,7 +177,7 @@ def _monotone(
         achieved = budget_metric(space.graph, assignment, budget)
         if not _meets(achieved, budget):
             continue
-        value = _omega(assignment, omega)
+        value = objective(assignment, omega)
         if best is None or value < best[0]:
             best = (value, assignment, achieved)
     if best is None:

@@ -28,6 +28,7 @@ from searchq.core.finetune import finetune
 from searchq.core.hardware import HardwareSpec, load_hardware
 from searchq.errors import ConfigError
 from searchq.hawq import plots
+from searchq.hawq.activations import ActivationSensitivity, activation_sensitivity
 from searchq.hawq.allocate import Allocation, allocate, check_reachable, frontier
 from searchq.hawq.hutchinson import TraceEstimate, estimate_traces
 from searchq.hawq.sensitivity import quantization_noise, sensitivities
@@ -183,13 +184,23 @@ def search(
         modules = dict(setup.model.named_modules())
         weights = {p.qname: original_weight(modules[p.ops[0]]) for p in space.weight_points}
         noise = quantization_noise(space, weights)
+        batches = hessian_batches(setup.task.train_loader, spec.num_data_points, spec.batch_size)
+        with rec.timer("activation_traces"):
+            acts = _activation_sensitivity(setup, spec, batches, seed)
+        act_omega = acts.omega() if acts is not None else {}
         stability = PickStability(
-            space, list(weights), noise, budget, tolerance=spec.pick_tolerance, seed=seed
+            space,
+            list(weights),
+            noise,
+            budget,
+            tolerance=spec.pick_tolerance,
+            seed=seed,
+            fixed=act_omega,
         )
         with rec.timer("traces"):
-            estimate = _traces(rec, setup, spec, weights, traces_path, stability, seed)
+            estimate = _traces(rec, setup, spec, weights, traces_path, stability, seed, batches)
         trace_of = estimate.as_dict()
-        omega = sensitivities(trace_of, noise)
+        omega = {**sensitivities(trace_of, noise), **act_omega}
         alloc = allocate(space, omega, budget, selection=spec.selection, traces=trace_of)
     chosen = alloc.assignment
     with rec.timer("evaluate"):
@@ -242,6 +253,7 @@ def search(
                     for n, m, s in zip(estimate.names, estimate.mean, estimate.stderr, strict=True)
                 },
             },
+            **({"activation_traces": acts.to_dict()} if acts is not None else {}),
             "pick_regret": stability.history,
             "graph_notes": setup.notes,
         },
@@ -276,12 +288,12 @@ def _traces(
     path: Path | None,
     stability: PickStability,
     seed: int,
+    batches: Sequence[tuple[Tensor, Tensor]],
 ) -> TraceEstimate:
     names = list(weights)
     if path is not None and path.exists():
         loaded = TraceEstimate.load(path)
         return _match_loaded(loaded, names, path)
-    batches = hessian_batches(setup.task.train_loader, spec.num_data_points, spec.batch_size)
     stop = "stderr" if spec.stop == "pick" else spec.stop
     with setup.qmodel.disabled():
         estimate = estimate_traces(
@@ -303,6 +315,30 @@ def _traces(
     if path is not None:
         estimate.save(path)
     return estimate
+
+
+def _activation_sensitivity(
+    setup: QuantSetup,
+    spec: HawqSpec,
+    batches: Sequence[tuple[Tensor, Tensor]],
+    seed: int,
+) -> ActivationSensitivity | None:
+    """The activations' Ω terms (None when off or when nothing quantizes activations)."""
+    points = setup.space.activation_points
+    if not spec.activation_sensitivity or not points:
+        return None
+    modules = dict(setup.model.named_modules())
+    with setup.qmodel.disabled():
+        return activation_sensitivity(
+            setup.model,
+            {p.qname: [modules[o] for o in p.ops] for p in points},
+            setup.qmodel.activation_quantizers,
+            {p.qname: p.bits for p in points},
+            batches,
+            setup.task.criterion,  # type: ignore[arg-type]
+            probes=spec.activation_probes,
+            seed=seed,
+        )
 
 
 def _match_loaded(loaded: TraceEstimate, names: list[str], path: Path) -> TraceEstimate:

@@ -14,7 +14,7 @@ import numpy as np
 
 from searchq.core.allocate import Budget
 from searchq.core.space import QuantSpace
-from searchq.hawq.allocate import allocate
+from searchq.hawq.allocate import allocate, objective
 from searchq.hawq.sensitivity import sensitivities
 
 __all__ = ["PickStability"]
@@ -31,27 +31,33 @@ class PickStability:
         tolerance: float = 0.01,
         samples: int = 16,
         seed: int = 0,
+        fixed: Mapping[str, Mapping[int, float]] | None = None,
     ) -> None:
         self.space, self.names, self.noise, self.budget = space, list(names), noise, budget
+        # Ω terms that are not drawn (the activations')
+        self.fixed = {q: dict(v) for q, v in (fixed or {}).items()}
         self.tolerance, self.samples, self.seed = tolerance, samples, seed
         self.history: list[tuple[int, float]] = []
 
     def regret(self, mean: np.ndarray, stderr: np.ndarray, iteration: int) -> float:
         traces = dict(zip(self.names, mean, strict=True))
-        pick = allocate(self.space, sensitivities(traces, self.noise), self.budget).assignment
+        pick = allocate(self.space, self._omega(traces), self.budget).assignment
         rng = np.random.default_rng([self.seed, iteration])
         regrets = []
         for _ in range(self.samples):
             draw = mean + np.where(np.isfinite(stderr), stderr, 0.0) * rng.standard_normal(
                 len(mean)
             )
-            omega = sensitivities(dict(zip(self.names, draw, strict=True)), self.noise)
+            omega = self._omega(dict(zip(self.names, draw, strict=True)))
             best = allocate(self.space, omega, self.budget).objective
-            mine = sum(omega[q][b] for q, b in pick.weights.items())
+            mine = objective(pick, omega)
             regrets.append((mine - best) / max(best, 1e-30))
         value = float(np.mean(regrets))
         self.history.append((iteration, value))
         return value
+
+    def _omega(self, traces: Mapping[str, float]) -> dict[str, dict[int, float]]:
+        return {**sensitivities(traces, self.noise), **self.fixed}
 
     def __call__(self, mean: np.ndarray, stderr: np.ndarray, iteration: int) -> bool:
         return self.regret(mean, stderr, iteration) <= self.tolerance

@@ -38,13 +38,16 @@ def _space(layers: int, bits=(2, 4, 8), mode="liberal", hw="trial") -> QuantSpac
     seed=st.integers(0, 10_000),
     target=st.floats(0.8, 4.2),
     mode=st.sampled_from(["liberal", "strict"]),
+    activations=st.booleans(),
 )
-def test_exact_selection_equals_brute_force(layers, seed, target, mode):
+def test_exact_selection_equals_brute_force(layers, seed, target, mode, activations):
+    """Σ Ω over weights, and with activation terms too (activation sensitivity)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
     space = _space(layers, mode=mode)
-    omega = {p.qname: {b: float(rng.random()) / b for b in p.bits} for p in space.weight_points}
+    scored = space.points if activations else space.weight_points
+    omega = {p.qname: {b: float(rng.random()) / b for b in p.bits} for p in scored}
     budget = Budget("bit_complexity_ratio", target)
     best = None
     for combo in itertools.product(*(p.bits for p in space.weight_points)):
@@ -53,7 +56,7 @@ def test_exact_selection_equals_brute_force(layers, seed, target, mode):
         if not space.is_legal(a):
             continue
         if bit_complexity_ratio(space.graph, a) >= target - 1e-9:
-            value = sum(omega[q][b] for q, b in weights.items())
+            value = sum(omega[q][b] for q, b in a.bits.items() if q in omega)
             best = value if best is None or value < best else best
     if best is None:
         with pytest.raises(InfeasibleBudgetError, match="achievable range"):
