@@ -259,9 +259,10 @@ def verdicts(seeds, ratios, res, base, speed) -> list[str]:
         for who, label in (("exact", "searchq"), ("weights_only", "weights-only Ω (NNCF's)")):
             gaps = [base[s][r][who]["accuracy"] - base[s]["u8"]["accuracy"] for s in seeds]
             ok = sum(g >= -0.5 for g in gaps)
+            ref = "" if r == 1.5 else " (the issue's target is at ratio 1.5; for reference)"
             lines.append(
                 f"- ratio {r}, {label}: accuracy before fine-tune within 0.5 points of uniform "
-                f"8 bit: **{met(ok == len(seeds))}** in {ok}/{len(seeds)} seeds (gaps "
+                f"8 bit{ref}: **{met(ok == len(seeds))}** in {ok}/{len(seeds)} seeds (gaps "
                 + ", ".join(f"{g:+.2f}" for g in gaps)
                 + ")."
             )
