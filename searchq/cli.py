@@ -292,6 +292,10 @@ def _format_warning(message: Any, category: Any, filename: str, lineno: int, lin
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before torch loads: OpenMP threads that spin while waiting turn one busy neighbour process
+    # into a 14x slowdown (`searchq run hawq` on digits, 2 cores: 6 s alone or with 1 thread,
+    # 90 s beside one busy process with 2 spinning threads, 12 s with passive waiting).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list
     warnings.formatwarning = _format_warning  # type: ignore[assignment]
