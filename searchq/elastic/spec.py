@@ -4,7 +4,9 @@ NNCF's keys keep their meaning; where NNCF's defaults do not train a small model
 differ and say so:
 
 * ``init_lr`` unset falls back to 3.5e-6 in NNCF — too small to move the weights; searchq uses
-  ``DEFAULT_LR`` (SGD, momentum 0.9, cosine over ``epochs_lr``).
+  ``DEFAULT_LR`` 0.15 (SGD Nesterov, momentum 0.9, batch 64, cosine over ``epochs_lr``), chosen
+  on the digits ResNet-20 (0.05 / 0.1 / 0.15 / 0.2 compared below); set ``init_lr`` per stage
+  for other models and batch sizes.
 * width defaults: multipliers (1, 0.75, 0.5), ``min_width`` 8 (NNCF: step 32, min 32, which
   leaves 16- and 32-channel layers rigid); NNCF's own keys override.
 * the default stage list is NNCF's five one-epoch stages, K / K+D / K+D(d=2) / K+D+W /
@@ -21,19 +23,20 @@ differ and say so:
     smallest subnet; random = one drawn from the stage's dimensions); false: all random (NNCF).
   - ``subnets_per_step`` (``"auto"``): an integer k trains the next k members of the cycle in
     every step (k = 3: BigNAS's max + min + random). ``"auto"`` sizes a step by the stage: one
-    member per step while the stage's smallest subnet keeps more than ``PAIR_BELOW`` (a
+    member per step while the stage's smallest subnet keeps more than ``SANDWICH_BELOW`` (a
     quarter) of the maximal MACs (depth / kernel stages, where every subnet costs most of a
-    full step); otherwise (width stages, small subnets) two: the smallest subnet in every step
-    plus max / random alternately (max first, teaching the smallest in place).
+    full step); otherwise (width stages, small subnets) all three in every step, the maximal
+    first, teaching the other two in place (no forward of the original net).
 
-  Measured on digits ResNet-20 (experiments/results/elastic.md: 3 stages / 7 epochs, 3 seeds,
-  2 loaded cores): the former default (2 subnets per step, one always the stage's smallest,
-  the maximal never trained) cost 1.38 × a plain SGD step of the full net (depth stage
-  1.80 ×); 3 per step (BigNAS) costs ~2.3 ×; ``"auto"`` with the threshold at one half (the
-  d = 2 depth stage, smallest subnet 30 % of the MACs, paired too) cost 1.32 × (that stage
-  1.40 ×), hence a quarter: 1.16 × (noisy, load 5-9), min / middle / max subnets −0.3 / −1.3 /
-  −0.4 points vs standalone training of the same architectures (3 per step: −0.1 / −1.4 / +0.4
-  at 2.2 ×; the former default −1.2 on the middle one).
+  Measured on digits ResNet-20 (experiments/results/elastic.md: 3 stages / 7 epochs; gaps of
+  the BN-recalibrated min / middle / max subnets to the same architectures trained alone, mean
+  over 32 seeds, per-seed std ~0.8 point): ``"auto"`` as above +0.74 / +0.25 / +0.21 at lr
+  0.15, +0.32 / +0.01 / +0.23 at 0.1, −0.26 / −0.56 / +0.09 at 0.05 (16 seeds); lr 0.2:
+  +0.35 / −0.10 / +0.07 (16 seeds). The former "auto" (width stages: the smallest every step
+  plus max / random alternately, ~1.4 × a plain step there instead of 1.9 ×) at lr 0.15:
+  +0.55 / −0.23 / −0.04, middle 0.49 ± 0.15 below the sandwich; at lr 0.05 −0.16 / −0.89 /
+  −0.05 (16 seeds). Cost: median step over the schedule 1.16 × a plain SGD step of the full
+  net (depth stages ~1.0 ×, the width stage 1.9 ×), whole schedule 1.38 × the plain time.
 """
 
 from __future__ import annotations
@@ -45,12 +48,12 @@ from typing import Any
 from searchq._frozen import thaw
 from searchq.errors import ConfigError
 
-__all__ = ["AUTO", "DEFAULT_LR", "PAIR_BELOW", "ElasticSpec", "StageSpec", "elastic_spec"]
+__all__ = ["AUTO", "DEFAULT_LR", "SANDWICH_BELOW", "ElasticSpec", "StageSpec", "elastic_spec"]
 
 DIMS = ("kernel", "depth", "width")
-DEFAULT_LR = 0.05
+DEFAULT_LR = 0.15
 AUTO = "auto"
-PAIR_BELOW = 0.25  # "auto": the stage's smallest subnet joins every step up to this MAC share
+SANDWICH_BELOW = 0.25  # "auto": max + min + random every step up to this MAC share of the min
 _STAGE_KEYS = (
     "train_dims",
     "epochs",

@@ -2,10 +2,10 @@
 
 Stage by stage, every optimizer step trains one or more subnets of the dimensions the stage
 trains (within its depth / width indicators) and accumulates their gradients. By default the
-subnets follow the sandwich rule of BigNAS (Yu et al. 2020) spread over steps: they cycle
-maximal → stage's smallest → random, one per step in stages whose subnets are large (depth,
-kernel), two per step (the smallest + max / random) in stages whose smallest subnet is small
-(width); see :mod:`searchq.elastic.spec` for the knobs. Every subnet but the maximal one learns
+subnets follow the sandwich rule of BigNAS (Yu et al. 2020): maximal → stage's smallest →
+random, spread one per step over consecutive steps in stages whose subnets are large (depth,
+kernel), all three in every step of stages whose smallest subnet is small (width); see
+:mod:`searchq.elastic.spec` for the knobs. Every subnet but the maximal one learns
 from the labels and by knowledge distillation (softened softmax KL × T², or MSE on logits) from
 the maximal subnet's own output when the step trains it (in-place distillation), else from the
 original (frozen) network, run once per step without autograd. Which subnets a step trains is a
@@ -36,7 +36,7 @@ from searchq.core.pipeline import take_samples
 from searchq.elastic import plots
 from searchq.elastic.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from searchq.elastic.reorder import load_external_importance
-from searchq.elastic.spec import AUTO, PAIR_BELOW, ElasticSpec, StageSpec, stage_dims
+from searchq.elastic.spec import AUTO, SANDWICH_BELOW, ElasticSpec, StageSpec, stage_dims
 from searchq.elastic.supernet import Supernet
 from searchq.errors import ConfigError
 from searchq.runner import Result, Run, default_run_dir
@@ -280,35 +280,28 @@ def _teach(teacher: nn.Module, x: Tensor) -> Tensor:
 CYCLE = ("max", "min", "random")
 
 
-def stage_members(supernet: Supernet, spec: ElasticSpec, stage: StageSpec) -> int | str:
+def stage_members(supernet: Supernet, spec: ElasticSpec, stage: StageSpec) -> int:
     """Subnets per step in ``stage``: ``spec.subnets_per_step``, or for ``"auto"`` 1 when the
-    stage's smallest subnet keeps more than ``PAIR_BELOW`` of the maximal MACs, else ``"pair"``
-    (the smallest + one other member per step)."""
+    stage's smallest subnet keeps more than ``SANDWICH_BELOW`` of the maximal MACs (every
+    subnet costs most of a full step), else the whole sandwich (max, min, random: 3)."""
     if spec.subnets_per_step != AUTO:
         return int(spec.subnets_per_step)
     dims = stage_dims(stage, _available_dims(supernet))
     if not dims:
         return 1
     share = supernet.macs(_stage_minimal(supernet, stage, dims)) / supernet.macs(supernet.maximal())
-    return "pair" if share <= PAIR_BELOW else 1
+    return len(CYCLE) if share <= SANDWICH_BELOW else 1
 
 
-def step_roles(spec: ElasticSpec, event: int, members: int | str) -> list[str]:
-    """The sandwich members ("max" / "min" / "random") trained at sampling event ``event``.
-
-    ``members`` k (an int): the next k members of the cycle max → min → random (k = 3: BigNAS's
-    sandwich in every step); ``"pair"``: the smallest subnet plus max / random alternately.
+def step_roles(spec: ElasticSpec, event: int, members: int) -> list[str]:
+    """The sandwich members ("max" / "min" / "random") trained at sampling event ``event``:
+    the next ``members`` of the cycle max → min → random (3: BigNAS's sandwich in every step).
     Without ``sandwich`` every member is random (NNCF). The maximal subnet comes first, so it
     can teach the others in place."""
-    if members == "pair":
-        if not spec.sandwich:
-            return ["random"] * 2
-        roles = ["min", ("max", "random")[event % 2]]
-    else:
-        k = max(1, int(members))
-        if not spec.sandwich:
-            return ["random"] * k
-        roles = [CYCLE[(event * k + j) % len(CYCLE)] for j in range(k)]
+    k = max(1, int(members))
+    if not spec.sandwich:
+        return ["random"] * k
+    roles = [CYCLE[(event * k + j) % len(CYCLE)] for j in range(k)]
     return sorted(roles, key=lambda r: r != "max")  # stable
 
 
@@ -319,7 +312,7 @@ def step_subnets(
     dims: tuple[str, ...],
     seed: int,
     global_step: int,
-    members: int | str = 1,
+    members: int = 1,
 ) -> list[tuple[str, Any]]:
     """(role, subnet config) of every subnet the step ``global_step`` trains: a pure function of
     (seed, step), so ranks agree and a resumed run repeats it. Subnets are resampled every

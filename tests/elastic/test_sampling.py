@@ -14,6 +14,7 @@ import pytest
 import searchq.elastic
 from searchq.config.validate import validate_document
 from searchq.elastic import ElasticSpec, StageSpec, Supernet, elastic_spec, train_supernet
+from searchq.elastic.spec import DEFAULT_LR
 from searchq.elastic.train import stage_members, step_roles, step_subnets
 from searchq.errors import ConfigError
 from searchq.tasks import get_task
@@ -51,14 +52,9 @@ def test_three_members_per_step_is_the_bignas_sandwich_max_first() -> None:
     assert two == [["max", "min"], ["max", "random"], ["min", "random"]]
 
 
-def test_pair_trains_the_smallest_every_step_plus_max_or_random() -> None:
-    spec = ElasticSpec()
-    assert [step_roles(spec, e, "pair") for e in range(4)] == [
-        ["max", "min"],  # the max first: it teaches the smallest in place
-        ["min", "random"],
-    ] * 2
+def test_without_sandwich_every_member_is_random() -> None:
     nncf = ElasticSpec(sandwich=False)
-    assert step_roles(nncf, 0, "pair") == ["random", "random"]
+    assert step_roles(nncf, 0, 3) == ["random"] * 3
     assert step_roles(nncf, 3, 2) == ["random", "random"]
 
 
@@ -67,8 +63,18 @@ def test_auto_sizes_steps_by_the_stage(supernet: Supernet) -> None:
     assert spec.subnets_per_step == "auto"
     assert stage_members(supernet, spec, DEPTH) == 1  # the smallest keeps ~65 % of the MACs
     assert stage_members(supernet, spec, replace(DEPTH, depth_indicator=2)) == 1  # ~30 %
-    assert stage_members(supernet, spec, WIDTH) == "pair"  # ~8 %
-    assert stage_members(supernet, replace(spec, subnets_per_step=3), WIDTH) == 3
+    assert stage_members(supernet, spec, WIDTH) == 3  # ~8 %: the whole sandwich every step
+    assert stage_members(supernet, replace(spec, subnets_per_step=2), WIDTH) == 2
+    assert stage_members(supernet, spec, StageSpec(("kernel",), 1)) == 1  # no such dimension
+
+
+def test_auto_width_stage_trains_max_min_random_in_every_step(supernet: Supernet) -> None:
+    spec = ElasticSpec()
+    dims = ("depth", "width")
+    members = stage_members(supernet, spec, WIDTH)
+    steps = [step_subnets(supernet, spec, WIDTH, dims, 0, s, members) for s in range(6)]
+    assert all([role for role, _ in step] == ["max", "min", "random"] for step in steps)
+    assert len({cfg.key() for step in steps for role, cfg in step if role == "random"}) > 1
 
 
 def _keys(configs: list) -> list:
@@ -79,16 +85,16 @@ def test_step_subnets_are_a_pure_function_of_seed_and_step(supernet: Supernet) -
     spec = ElasticSpec()
     dims = ("depth", "width")
     runs = [
-        [_keys(step_subnets(supernet, spec, WIDTH, dims, 7, s, "pair")) for s in range(12)]
+        [_keys(step_subnets(supernet, spec, WIDTH, dims, 7, s, 3)) for s in range(12)]
         for _ in range(2)
     ]
     assert runs[0] == runs[1]
-    other = [_keys(step_subnets(supernet, spec, WIDTH, dims, 8, s, "pair")) for s in range(12)]
+    other = [_keys(step_subnets(supernet, spec, WIDTH, dims, 8, s, 3)) for s in range(12)]
     assert other != runs[0]  # the random members depend on the seed
     fixed = [[k for k in step if k[0] != "random"] for step in runs[0]]
     assert fixed == [[k for k in step if k[0] != "random"] for step in other]  # max / min do not
     roles = Counter(role for step in runs[0] for role, _ in step)
-    assert roles == {"min": 12, "max": 6, "random": 6}
+    assert roles == {"min": 12, "max": 12, "random": 12}
     maximal, smallest = supernet.maximal().key(), supernet.minimal(depth_indicator=2).key()
     for step in runs[0]:
         for role, key in step:
@@ -132,14 +138,20 @@ def test_inplace_distillation_skips_the_original_teacher(
         spec = replace(elastic_spec({}), stages=stages, subnets_per_step=k)
         train_supernet(get_task("digits"), spec, out=tmp_path / f"k{k}", progress=False)
         assert calls["teacher"] == expected, k
-    calls.clear()  # "auto" in a width stage: [max, min] (in place), [min, random] (original net)
+    calls.clear()  # "auto" in a width stage: [max, min, random], all taught in place
     spec = replace(elastic_spec({}), stages=(WIDTH,))
     train_supernet(get_task("digits"), spec, out=tmp_path / "auto", progress=False)
-    assert calls["teacher"] == steps // 2
+    assert calls["teacher"] == 0
     calls.clear()
     spec = replace(elastic_spec({}), stages=stages, subnets_per_step=3, inplace_distillation=False)
     train_supernet(get_task("digits"), spec, out=tmp_path / "orig", progress=False)
     assert calls["teacher"] == steps
+
+
+def test_stage_learning_rate_defaults_to_default_lr() -> None:
+    assert StageSpec().lr == DEFAULT_LR == 0.15  # chosen on digits: see searchq.elastic.spec
+    assert StageSpec(init_lr=0.01).lr == 0.01
+    assert all(s.lr == DEFAULT_LR for s in elastic_spec({}).stages)
 
 
 def test_spec_and_config_keys() -> None:
