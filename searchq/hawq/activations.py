@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from searchq.core.quant import FakeQuantizer
 from searchq.errors import ConfigError
+from searchq.hawq.hutchinson import _rademacher
 
 __all__ = ["ActivationSensitivity", "activation_sensitivity"]
 
@@ -69,45 +70,27 @@ class ActivationSensitivity:
 
 @contextmanager
 def _perturbed(
-    consumers: Mapping[str, Sequence[nn.Module]], deltas: Mapping[str, Tensor]
-) -> Iterator[None]:
-    """Add ``deltas[name]`` to the first input of every consumer of activation ``name``."""
+    consumers: Mapping[str, Sequence[nn.Module]],
+) -> Iterator[tuple[dict[str, Tensor], dict[str, Tensor]]]:
+    """Within the block, a forward adds a zero leaf δ_a (created at a's first consumer, with that
+    input's shape) to the first input of every consumer of activation ``a``, and records the
+    input itself: yields ``(deltas, inputs)``, filled by the forward."""
+    deltas: dict[str, Tensor] = {}
+    inputs: dict[str, Tensor] = {}
 
-    def hook_for(delta: Tensor) -> Callable[[nn.Module, tuple], tuple]:
-        def hook(_module: nn.Module, inputs: tuple) -> tuple:
-            return (inputs[0] + delta, *inputs[1:])
-
-        return hook
-
-    handles = [
-        m.register_forward_pre_hook(hook_for(deltas[name]))
-        for name, mods in consumers.items()
-        for m in mods
-    ]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-@torch.no_grad()
-def _inputs(
-    model: nn.Module, consumers: Mapping[str, Sequence[nn.Module]], x: Tensor
-) -> dict[str, Tensor]:
-    """The tensor each activation quantizer reads for input batch ``x`` (float model)."""
-    seen: dict[str, Tensor] = {}
-
-    def hook_for(name: str) -> Callable[[nn.Module, tuple], None]:
-        def hook(module: nn.Module, inputs: tuple) -> None:
-            t = inputs[0]
-            if name in seen and seen[name].shape != t.shape:
+    def hook_for(name: str) -> Callable[[nn.Module, tuple], tuple]:
+        def hook(_module: nn.Module, args: tuple) -> tuple:
+            x = args[0]
+            if name not in deltas:
+                inputs[name] = x.detach().clone()
+                deltas[name] = torch.zeros_like(x, requires_grad=True)
+            elif deltas[name].shape != x.shape:
                 raise ConfigError(
                     f"activation quantizer {name}: its consumers read tensors of different "
-                    f"shapes ({tuple(seen[name].shape)} vs {tuple(t.shape)}); set "
+                    f"shapes ({tuple(deltas[name].shape)} vs {tuple(x.shape)}); set "
                     "activation_sensitivity to false for this model"
                 )
-            seen.setdefault(name, t.detach().clone())
+            return (x + deltas[name], *args[1:])
 
         return hook
 
@@ -117,27 +100,19 @@ def _inputs(
         for m in mods
     ]
     try:
-        model(x)
+        yield deltas, inputs
     finally:
         for h in handles:
             h.remove()
-    missing = sorted(set(consumers) - set(seen))
-    if missing:
-        raise ConfigError(
-            f"activation quantizers {missing[:3]} saw no input during the Hessian pass; set "
-            "activation_sensitivity to false for this model"
-        )
-    return seen
 
 
 @torch.no_grad()
 def _noise(quantizer: FakeQuantizer, x: Tensor, bits: Sequence[int]) -> dict[int, float]:
-    q = copy.deepcopy(quantizer)
-    q.enabled = True
+    """Σ ‖x − Q_b(x)‖² per bits; ``quantizer`` is the caller's private, enabled copy."""
     out = {}
     for b in bits:
-        q.set_bits(b)
-        out[int(b)] = float((x - q(x)).pow(2).sum())
+        quantizer.set_bits(b)
+        out[int(b)] = float((x - quantizer(x)).pow(2).sum())
     return out
 
 
@@ -169,21 +144,28 @@ def activation_sensitivity(
     total = sum(int(x.shape[0]) for x, _ in batches)
     numel = dict.fromkeys(names, 0)
     noise = {n: dict.fromkeys((int(b) for b in bits[n]), 0.0) for n in names}
+    scorers = {n: copy.deepcopy(quantizers[n]) for n in names}  # set_bits on copies only
+    for q in scorers.values():
+        q.enabled = True
     rows: np.ndarray | None = None
     was_training = model.training
     model.eval()
     try:
         for x, y in batches:
             share = float(x.shape[0]) / total
-            seen = _inputs(model, consumers, x)
+            with _perturbed(consumers) as (perturbation, seen):
+                out = model(x)
+            missing = sorted(set(names) - set(seen))
+            if missing:
+                raise ConfigError(
+                    f"activation quantizers {missing[:3]} saw no input during the Hessian pass; "
+                    "set activation_sensitivity to false for this model"
+                )
             for n in names:
                 numel[n] += seen[n].numel()
-                for b, v in _noise(quantizers[n], seen[n], bits[n]).items():
+                for b, v in _noise(scorers[n], seen[n], bits[n]).items():
                     noise[n][b] += v
-            deltas = [torch.zeros_like(seen[n], requires_grad=True) for n in names]
-            del seen
-            with _perturbed(consumers, dict(zip(names, deltas, strict=True))):
-                out = model(x)
+            deltas = [perturbation[n] for n in names]
             if out[0].numel() <= EXACT_OUTPUTS:
                 part = _gauss_newton(out, y, deltas, criterion)[None]
             else:
@@ -256,10 +238,7 @@ def _hutchinson(
     live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
     if not live:
         return rows
-    vs = [
-        torch.randint(0, 2, (probes, *deltas[i].shape), generator=gen).to(deltas[i]) * 2 - 1
-        for i in live
-    ]
+    vs = [torch.stack([_rademacher(deltas[i], gen) for _ in range(probes)]) for i in live]
     hv = _double_backward([grads[i] for i in live], [deltas[i] for i in live], vs)
     for k, i in enumerate(live):
         rows[:, i] = (vs[k] * hv[k]).flatten(1).sum(1).detach().numpy()
