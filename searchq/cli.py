@@ -148,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--eval-subset-ratio", type=float, help="share of validation data per episode")
     q.add_argument("--weights-only", action="store_true", help="do not quantize activations")
     q.add_argument("--checkpoint-every", type=int, default=5, metavar="N", help="episodes (5)")
+    q.add_argument(
+        "--no-overlap-updates",
+        dest="overlap_updates",
+        action="store_const",
+        const=False,
+        help="update the agent after each evaluation (HAQ's order) instead of in a child "
+        "process during it",
+    )
     q.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
 
     elastic = algos.add_parser(

@@ -185,6 +185,8 @@ def run_autoq(args: argparse.Namespace) -> int:
         changes["bits"] = args.bits
     if args.eval_subset_ratio is not None:
         changes["eval_subset_ratio"] = args.eval_subset_ratio
+    if args.overlap_updates is not None:
+        changes["overlap_updates"] = args.overlap_updates
     if changes:
         spec = replace(spec, **changes, explicit_keys=frozenset(spec.explicit_keys | set(changes)))
     resolved: dict[str, Any] = config.to_dict() if config is not None else {}

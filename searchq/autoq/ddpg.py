@@ -1,10 +1,22 @@
 """DDPG (Lillicrap et al. 2016) as HAQ (Wang et al., CVPR 2019) uses it for bit allocation.
 
 Importable pieces: :class:`Actor`, :class:`Critic`, :class:`ReplayBuffer` and :class:`DDPG`
-(``act``, ``update() -> dict``, ``state_dict`` / ``load_state_dict``). Exploration is HAQ's:
-the action is drawn from a normal distribution around the actor's output, truncated to [0, 1],
-with σ decaying geometrically per episode. Every random draw comes from the agent's own
-``numpy.random.Generator`` and ``torch.Generator`` — both part of its saved state.
+(``act``, ``update() -> dict``, ``sample_batches`` / ``train``, ``state_dict`` /
+``load_state_dict``). Exploration is HAQ's: the action is drawn from a normal distribution
+around the actor's output, truncated to [0, 1], with σ decaying geometrically per episode.
+Every random draw comes from the agent's own ``numpy.random.Generator`` and ``torch.Generator``
+— both part of its saved state.
+
+Acting is one state at a time (the next state holds the previous action), so :meth:`DDPG.act`
+skips ``nn.Module`` dispatch and autograd and runs the three layers as ``addmv`` into
+preallocated buffers, and draws the truncated normal by inverting its CDF from one uniform:
+``a = μ + σ Φ⁻¹(Φ(α) + u (Φ(β) − Φ(α)))`` with ``α = −μ/σ``, ``β = (1 − μ)/σ`` — exact, and
+well conditioned because μ ∈ [0, 1] puts α ≤ 0 ≤ β. Together ~65 µs per step where a module
+forward plus scipy's ``truncnorm.rvs`` took ~340 µs (1 thread, 300-300 actor).
+
+:meth:`DDPG.sample_batches` draws every replay batch of a round of updates up front (from the
+agent's generator) and :meth:`DDPG.train` only touches the networks and optimizers, so a round
+can run elsewhere (:mod:`searchq.autoq._updates`) while the caller keeps filling the buffer.
 """
 
 from __future__ import annotations
@@ -12,14 +24,16 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import truncnorm
 from torch import Tensor, nn
 
-__all__ = ["DDPG", "Actor", "Critic", "DDPGConfig", "ReplayBuffer"]
+__all__ = ["DDPG", "Actor", "Critic", "DDPGConfig", "ReplayBuffer", "truncated_normal"]
+
+_STD_NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,9 @@ class Critic(nn.Module):
         return self.net(self.state_in(state) + self.action_in(action))
 
 
+Batch = tuple[Tensor, ...]  # states, actions, rewards, next states, dones (batch first)
+
+
 class ReplayBuffer:
     """A ring buffer of (state, action, reward, next state, done) transitions."""
 
@@ -90,8 +107,13 @@ class ReplayBuffer:
         self.pos = (self.pos + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
-    def sample(self, batch: int, rng: np.random.Generator) -> tuple[Tensor, ...]:
-        idx = rng.integers(0, self.size, size=batch)
+    def sample(self, batch: int, rng: np.random.Generator) -> Batch:
+        return tuple(c[0] for c in self.sample_many(1, batch, rng))
+
+    def sample_many(self, count: int, batch: int, rng: np.random.Generator) -> Batch:
+        """``count`` batches drawn with replacement in one call, stacked: every tensor has a
+        leading dimension of ``count``. Copies, so the buffer may keep filling meanwhile."""
+        idx = rng.integers(0, self.size, size=(count, batch))
         return tuple(
             torch.from_numpy(a[idx])
             for a in (self.states, self.actions, self.rewards, self.next_states, self.dones)
@@ -132,10 +154,10 @@ class DDPG:
                 nn.init.uniform_(head.bias, -c.init_w, c.init_w)
         self.actor_target = copy.deepcopy(self.actor)
         self.critic_target = copy.deepcopy(self.critic)
-        # foreach: one fused kernel per step instead of one per tensor (the nets are tiny, so
-        # per-call overhead, not arithmetic, is what an update costs)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr_actor, foreach=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr_critic, foreach=True)
+        # fused: one pass over each tensor per step (measured 1 thread, 300-300, batch 64: an
+        # update takes ~30 % less than with foreach=True, whose several passes dominate it)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr_actor, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr_critic, fused=True)
         self._pairs: list[tuple[list[Tensor], list[Tensor]]] = [
             ([*self.actor_target.parameters()], [*self.actor.parameters()]),
             ([*self.critic_target.parameters()], [*self.critic.parameters()]),
@@ -143,15 +165,30 @@ class DDPG:
         self.buffer = ReplayBuffer(c.buffer_size or 2000, state_dim)
         self.sigma = c.sigma
         self.baseline: float | None = None
+        # the batch-1 acting path: views of the live actor weights (optimizer steps and
+        # load_state_dict update them in place) and preallocated activations
+        self._actor_weights = tuple(p.detach() for p in self.actor.parameters())
+        self._state_in = torch.zeros(state_dim)
+        self._hidden = (torch.zeros(c.hidden1), torch.zeros(c.hidden2))
 
     # -- acting -----------------------------------------------------------------------------------
-    @torch.no_grad()
+    def mean_action(self, state: np.ndarray) -> float:
+        """The actor's output for one state: ``Actor.forward`` on a batch of one, without module
+        dispatch or autograd (reads the live weights, so it is never stale)."""
+        w1, b1, w2, b2, w3, b3 = self._actor_weights
+        h1, h2 = self._hidden
+        with torch.inference_mode():
+            self._state_in.copy_(torch.from_numpy(np.asarray(state, dtype=np.float32)))
+            torch.addmv(b1, w1, self._state_in, out=h1).relu_()
+            torch.addmv(b2, w2, h1, out=h2).relu_()
+            z = float(torch.dot(w3[0], h2)) + float(b3[0])
+        return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
     def act(self, state: np.ndarray, *, explore: bool = True) -> float:
-        mean = float(self.actor(torch.from_numpy(state.astype(np.float32))[None])[0, 0])
+        mean = self.mean_action(state)
         if not explore or self.sigma <= 0:
             return mean
-        lo, hi = (0.0 - mean) / self.sigma, (1.0 - mean) / self.sigma
-        return float(truncnorm.rvs(lo, hi, loc=mean, scale=self.sigma, random_state=self.rng))
+        return truncated_normal(mean, self.sigma, float(self.rng.random()))
 
     def random_action(self) -> float:
         return float(self.rng.uniform(0.0, 1.0))
@@ -169,12 +206,32 @@ class DDPG:
         return advantage
 
     # -- learning ---------------------------------------------------------------------------------
-    def update(self) -> dict[str, float]:
-        """One gradient step of critic and actor on a replay batch, then soft target updates."""
+    def sample_batches(self, count: int) -> Batch | None:
+        """The replay batches of ``count`` updates, drawn now from the buffer as it is now and
+        stacked (see :meth:`ReplayBuffer.sample_many`); None if it holds < 2 transitions."""
+        if self.buffer.size < 2 or count <= 0:
+            return None
+        batch = min(self.config.batch_size, self.buffer.size)
+        return self.buffer.sample_many(count, batch, self.rng)
+
+    def train(self, batches: Batch | None) -> dict[str, float]:
+        """One :meth:`update` per batch of :meth:`sample_batches`; the losses of the last one.
+        Touches only the networks and their optimizers, not the buffer or the generators."""
+        losses: dict[str, float] = {}
+        if batches is not None:
+            for i in range(batches[0].shape[0]):
+                losses = self.update(tuple(column[i] for column in batches))
+        return losses
+
+    def update(self, batch: Batch | None = None) -> dict[str, float]:
+        """One gradient step of critic and actor on a replay batch (drawn now if not given),
+        then soft target updates."""
         c = self.config
-        if self.buffer.size < 2:
-            return {}
-        s, a, r, s2, done = self.buffer.sample(min(c.batch_size, self.buffer.size), self.rng)
+        if batch is None:
+            if self.buffer.size < 2:
+                return {}
+            batch = self.buffer.sample(min(c.batch_size, self.buffer.size), self.rng)
+        s, a, r, s2, done = batch
         with torch.no_grad():
             target_q = r + c.discount * (1 - done) * self.critic_target(s2, self.actor_target(s2))
         critic_loss = nn.functional.mse_loss(self.critic(s, a), target_q)
@@ -217,3 +274,13 @@ class DDPG:
         self.baseline = None if math.isnan(baseline) else baseline
         self.gen.set_state(state["torch_gen"])
         self.rng.bit_generator.state = rng_state
+
+
+def truncated_normal(mean: float, sigma: float, u: float) -> float:
+    """The normal N(mean, sigma²) truncated to [0, 1], by inverse CDF from a uniform ``u``."""
+    mean = min(max(mean, 0.0), 1.0)
+    cdf_lo = _STD_NORMAL.cdf(-mean / sigma)
+    cdf_hi = _STD_NORMAL.cdf((1.0 - mean) / sigma)
+    p = cdf_lo + u * (cdf_hi - cdf_lo)
+    p = min(max(p, 1e-300), 1.0 - 2.0**-53)  # inv_cdf needs 0 < p < 1
+    return min(max(mean + sigma * _STD_NORMAL.inv_cdf(p), 0.0), 1.0)

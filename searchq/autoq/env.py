@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -37,6 +38,7 @@ FEATURES = (
     "prev_action",
     "is_weight",
 )
+_PREV = FEATURES.index("prev_action")
 
 
 def bits_from_action(action: float, allowed: Sequence[int]) -> int:
@@ -72,13 +74,17 @@ class StepPlan:
     def __len__(self) -> int:
         return len(self.steps)
 
-    def state(self, t: int, prev_action: float) -> np.ndarray:
-        raw = self.steps[t].features.copy()
-        raw[FEATURES.index("prev_action")] = prev_action
+    @cached_property
+    def _normalised(self) -> np.ndarray:
+        """Every step's static features, min-max normalised once (float32, one row per step)."""
+        table = np.stack([s.features for s in self.steps])
         span = np.where(self.high > self.low, self.high - self.low, 1.0)
-        out = (raw - self.low) / span
-        out[FEATURES.index("prev_action")] = prev_action  # already in [0, 1]
-        return out.astype(np.float32)
+        return ((table - self.low) / span).astype(np.float32)
+
+    def state(self, t: int, prev_action: float) -> np.ndarray:
+        out = self._normalised[t].copy()
+        out[_PREV] = prev_action  # already in [0, 1]
+        return out
 
     def assignment(self, bits: Sequence[int]) -> Assignment:
         weights: dict[str, int] = {}

@@ -2,12 +2,22 @@
 
 Per episode: the agent walks the quantizers in execution order and emits an action in [0, 1]
 per step (random during warm-up); actions map to each quantizer's own allowed bits; the proposal
-is made feasible by the smallest change (:func:`~searchq.core.allocate.closest_feasible`); the
+is made feasible by the smallest change (:class:`~searchq.core.allocate.FeasibleProjection`); the
 constrained assignment is evaluated (range init once, BN adaptation per assignment, accuracy on
 ``eval_subset_ratio`` of the validation data, cached); the reward ``0.1 · (acc − acc_fp32)``
 minus a moving-average baseline goes to every step of the episode (discount 1). After warm-up
-the agent makes one update per step. Checkpoints every ``checkpoint_every`` episodes make
-``resume`` continue exactly where a run stopped.
+the agent makes ``updates_per_step`` updates per step (HAQ: 1).
+
+Where the updates go (``AutoqSpec.overlap_updates``). HAQ updates after the evaluation, on the
+buffer including the episode just scored; on a small model that costs a good part of the
+evaluation itself (42 updates ≈ 150 ms vs ≈ 340 ms on the digits ResNet-20). With overlap (the
+default) the episode's replay batches are drawn from the buffer as it was *before* the episode
+and the updates run in a child process while the episode is evaluated
+(:mod:`searchq.autoq._updates`); they are collected before the episode's transitions are
+stored, so every episode still ends in one well-defined state. The price is a policy lag of one
+episode: the actor of episode t+1 has been trained on episodes ≤ t−1. Same seed → same run
+either way, and checkpoints every ``checkpoint_every`` episodes make ``resume`` continue
+exactly where a run stopped.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import csv
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,10 +36,11 @@ from torch.utils.data import DataLoader
 
 from searchq._io import load_checkpoint_file, save_atomic, write_json_atomic, write_text_atomic
 from searchq.autoq import plots
+from searchq.autoq._updates import Updates, start_updates
 from searchq.autoq.ddpg import DDPG, DDPGConfig
 from searchq.autoq.env import action_for_bits, bits_from_action, plan_steps
 from searchq.config.specs import AutoqSpec, QuantizationSpec
-from searchq.core.allocate import Budget, closest_feasible
+from searchq.core.allocate import Budget, FeasibleProjection
 from searchq.core.assignment import Assignment
 from searchq.core.cost import LatencyTable, bit_complexity_ratio, size_ratio
 from searchq.core.evaluate import AccuracyEvaluator
@@ -171,7 +183,8 @@ def search(
             task, qspec, hardware, bits=search_bits, weights_only=weights_only
         )
     space, graph = setup.space, setup.graph
-    closest_feasible(space, space.minimal(), budget)  # unreachable budget: error up front
+    projection = FeasibleProjection(space, budget)
+    projection(space.minimal())  # unreachable budget: error up front
     assert task.evaluator is not None
     search_eval = (
         AccuracyEvaluator(task.val_loader, subset_ratio=spec.eval_subset_ratio)
@@ -186,56 +199,72 @@ def search(
     if config.buffer_size is None:  # room for every warm-up transition and more
         config = replace(config, buffer_size=max(64, max(spec.warmup_iter_number, 1) * steps * 4))
     ddpg = DDPG(plan.state_dim, config, seed=seed)
+    updates = max(1, math.ceil(config.updates_per_step * steps))
     history = _History()
     start = 0
     if resume is not None:
         start, history = _load_checkpoint(rec.dir, ddpg)
     end = spec.iter_number if stop_after is None else min(spec.iter_number, stop_after)
     episodes_iter = rec.progress(range(start, end), desc="autoq episodes", total=end - start)
-    for episode in episodes_iter:
-        with rec.timer("agent"):
-            warm = episode < spec.warmup_iter_number
-            states, actions, prev = [], [], 0.0
-            for t in range(steps):
-                state = plan.state(t, prev)
-                action = ddpg.random_action() if warm else ddpg.act(state)
-                states.append(state)
-                actions.append(action)
-                prev = action
-            raw_bits = [
-                bits_from_action(a, s.point.bits) for a, s in zip(actions, plan.steps, strict=True)
-            ]
-            raw = plan.assignment(raw_bits)
-            constrained, changed = closest_feasible(space, raw, budget)
-        with rec.timer("evaluate"):
-            accuracy = setup.evaluation(constrained)["accuracy"]
-        with rec.timer("agent"):
-            reward = 0.1 * (accuracy - fp32_subset)
-            advantage = ddpg.shaped(reward)
-            done_bits = [constrained.bits[s.point.qname] for s in plan.steps]
-            executed = [
-                action_for_bits(b, s.point.bits) for b, s in zip(done_bits, plan.steps, strict=True)
-            ]
-            for t in range(steps):
-                nxt = states[t + 1] if t + 1 < steps else states[t]
-                ddpg.buffer.add(states[t], executed[t], advantage, nxt, t == steps - 1)
-            losses: dict[str, float] = {}
-            if not warm:
-                for _ in range(max(1, math.ceil(config.updates_per_step * steps))):
-                    losses = ddpg.update() or losses
-            ddpg.end_episode(warm)
-        row = _row(episode, warm, reward, accuracy, raw, constrained, changed, graph, ddpg.sigma)
-        history.rows.append(row)
-        if reward > history.best_reward:
-            history.best_reward = reward
-            history.best = {
-                "episode": episode,
-                "accuracy": accuracy,
-                "assignment": constrained.to_dict(),
-            }
-        _log(rec, row, losses, history)
-        if (episode + 1) % checkpoint_every == 0 or episode + 1 == end:
-            _save_checkpoint(rec.dir, episode + 1, ddpg, history)
+    with ExitStack() as stack, rec.timer("episodes"):
+        worker: Updates | None = None
+        if spec.overlap_updates and start < end:
+            worker = start_updates(ddpg)
+            stack.callback(worker.close)
+        for episode in episodes_iter:
+            with rec.timer("agent"):
+                warm = episode < spec.warmup_iter_number
+                states, actions, prev = [], [], 0.0
+                for t in range(steps):
+                    state = plan.state(t, prev)
+                    action = ddpg.random_action() if warm else ddpg.act(state)
+                    states.append(state)
+                    actions.append(action)
+                    prev = action
+                raw_bits = [
+                    bits_from_action(a, s.point.bits)
+                    for a, s in zip(actions, plan.steps, strict=True)
+                ]
+                raw = plan.assignment(raw_bits)
+                constrained, changed = projection(raw)
+                checkpoint = (episode + 1) % checkpoint_every == 0 or episode + 1 == end
+                overlapped = None if warm else worker
+                if overlapped is not None:  # on the buffer up to the last episode
+                    overlapped.submit(ddpg.sample_batches(updates), want_state=checkpoint)
+            with rec.timer("evaluate"):
+                accuracy = setup.evaluation(constrained)["accuracy"]
+            with rec.timer("agent"):
+                losses: dict[str, float] = {}
+                if overlapped is not None:
+                    losses, seconds = overlapped.result()
+                    rec.timings["agent_worker_s"] = rec.timings.get("agent_worker_s", 0) + seconds
+                reward = 0.1 * (accuracy - fp32_subset)
+                advantage = ddpg.shaped(reward)
+                done_bits = [constrained.bits[s.point.qname] for s in plan.steps]
+                executed = [
+                    action_for_bits(b, s.point.bits)
+                    for b, s in zip(done_bits, plan.steps, strict=True)
+                ]
+                for t in range(steps):
+                    nxt = states[t + 1] if t + 1 < steps else states[t]
+                    ddpg.buffer.add(states[t], executed[t], advantage, nxt, t == steps - 1)
+                if worker is None and not warm:  # HAQ's order: on the buffer with this episode
+                    losses = ddpg.train(ddpg.sample_batches(updates))
+                ddpg.end_episode(warm)
+            row = _row(
+                episode, warm, reward, accuracy, raw, constrained, changed, graph, ddpg.sigma
+            )
+            history.rows.append(row)
+            if reward > history.best_reward:
+                history.best_reward = reward
+                history.best = {
+                    "episode": episode,
+                    "accuracy": accuracy,
+                    "assignment": constrained.to_dict(),
+                }
+            _log(rec, row, losses, history)
+            if checkpoint:
+                _save_checkpoint(rec.dir, episode + 1, ddpg, history)
     _write_policies(rec.dir / "policies.csv", history.rows)
     search_evaluations = setup.evaluation.evaluations
     if end < spec.iter_number:  # stopped early on purpose (tests of resuming)

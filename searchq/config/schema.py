@@ -165,6 +165,8 @@ _PRECISION = _obj(
         "deflation_rank": {"type": "integer", "minimum": 0},
         "activation_sensitivity": _BOOL,
         "activation_probes": _POSITIVE,
+        # searchq-only AutoQ key
+        "overlap_updates": _BOOL,
     }
 )
 

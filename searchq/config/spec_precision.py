@@ -164,6 +164,11 @@ class AutoqSpec:
     ``compression_ratio`` here is model size relative to FP32 (0.25 = uniform INT8). NNCF's default
     ``iter_number`` of 0 crashes (no episode ever sets a best policy); searchq uses 300 episodes,
     the value of every NNCF AutoQ example. The first ``warmup_iter_number`` episodes act randomly.
+    ``overlap_updates`` (searchq only): the agent's gradient updates of an episode run in a
+    child process (Linux; elsewhere in this process) while that episode's assignment is
+    evaluated, on the replay buffer as it was before the episode — a policy lag of one episode;
+    same seed → same run. It needs a core the evaluation leaves free. ``false`` runs them after
+    the evaluation on the buffer including the episode, in HAQ's order.
     """
 
     bits: tuple[int, ...] = (2, 4, 8)
@@ -172,11 +177,12 @@ class AutoqSpec:
     eval_subset_ratio: float = 1.0
     warmup_iter_number: int = 20
     dump_init_precision_data: bool = False
+    overlap_updates: bool = True
     explicit_keys: frozenset[str] = field(default=frozenset(), compare=False)
 
     KEYS = (
         "type", "bits", "iter_number", "compression_ratio", "eval_subset_ratio",
-        "warmup_iter_number", "dump_init_precision_data",
+        "warmup_iter_number", "dump_init_precision_data", "overlap_updates",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -209,6 +215,7 @@ class AutoqSpec:
             check_int("warmup_iter_number", self.warmup_iter_number, low=0),
         )
         check_bool("dump_init_precision_data", self.dump_init_precision_data)
+        check_bool("overlap_updates", self.overlap_updates)
         set_(self, "explicit_keys", frozenset(self.explicit_keys))
 
     @classmethod

@@ -33,6 +33,7 @@ __all__ = [
     "BUDGET_KINDS",
     "AllocationGroup",
     "Budget",
+    "FeasibleProjection",
     "GroupOption",
     "allocation_groups",
     "cost_table",
@@ -354,31 +355,61 @@ def closest_feasible(
     Distance: Σ over quantizers of |Δ index| / k in the quantizer's allowed list of k values —
     the L1 distance in an agent's [0, 1] action space. Solved exactly (same knapsack as HAWQ), so
     the fix is the smallest one wherever it falls, not a walk from the last layer backwards.
+    For many proposals in one space, build a :class:`FeasibleProjection` once instead.
     """
-    proposal = space.repair(proposal)
-    groups = allocation_groups(space, derive_activations=False)
-    costs, limit, metric = cost_table(space.graph, groups, budget)
-    wanted = proposal.bits
+    return FeasibleProjection(space, budget)(proposal)
 
-    def distance(q: str, b: int) -> float:
-        bits = space.point(q).bits
-        return abs(bits.index(b) - bits.index(wanted[q])) / len(bits)
 
-    values = [
-        np.asarray([sum(distance(q, b) for q, b in o.items()) for o in g.options]) for g in groups
-    ]
-    current = [
-        next(j for j, o in enumerate(g.options) if all(wanted[q] == b for q, b in o.items()))
-        for g in groups
-    ]
-    used = sum(float(costs[i][j]) for i, j in enumerate(current))
-    if used <= limit * (1 + 1e-12):
-        return proposal, False
-    choice = solve_mckp(values, costs, limit)
-    if choice is None:
-        lo, hi = achievable_range(costs, metric)
-        raise InfeasibleBudgetError(
-            f"{budget.kind} {budget.target:g} is out of reach: the achievable range is "
-            f"{lo:.3g}–{hi:.3g} with the allowed bits on target '{space.hardware.name}'"
-        )
-    return to_assignment(groups, choice, proposal), True
+class FeasibleProjection:
+    """:func:`closest_feasible` for many proposals under one ``budget``: the groups, option costs
+    and option bit indices are computed once, so a proposal that already fits costs a repair and
+    a lookup, and one that does not, the knapsack solve."""
+
+    def __init__(self, space: QuantSpace, budget: Budget) -> None:
+        self.space, self.budget = space, budget
+        self.groups = allocation_groups(space, derive_activations=False)
+        self.costs, self.limit, self.metric = cost_table(space.graph, self.groups, budget)
+        self._members: list[tuple[str, ...]] = []  # a group's quantizers, in option item order
+        self._option_of: list[dict[tuple[int, ...], int]] = []  # their bits → first option
+        self._index: list[np.ndarray] = []  # options × members: index into the allowed bits
+        self._levels: list[np.ndarray] = []  # members: number of allowed bits k
+        for g in self.groups:
+            names = tuple(q for q, _ in g.options[0].items())
+            allowed = [space.point(q).bits for q in names]
+            option_of: dict[tuple[int, ...], int] = {}
+            for j, o in enumerate(g.options):
+                option_of.setdefault(tuple(b for _, b in o.items()), j)
+            self._members.append(names)
+            self._option_of.append(option_of)
+            self._index.append(
+                np.asarray(
+                    [[a.index(b) for a, (_, b) in zip(allowed, o.items(), strict=True)]
+                     for o in g.options],
+                    dtype=np.float64,
+                ).reshape(len(g.options), len(names))
+            )  # fmt: skip
+            self._levels.append(np.asarray([len(a) for a in allowed], dtype=np.float64))
+
+    def __call__(self, proposal: Assignment) -> tuple[Assignment, bool]:
+        proposal = self.space.repair(proposal)
+        wanted = proposal.bits
+        current = [
+            option_of[tuple(wanted[q] for q in names)]
+            for names, option_of in zip(self._members, self._option_of, strict=True)
+        ]
+        used = sum(float(c[j]) for c, j in zip(self.costs, current, strict=True))
+        if used <= self.limit * (1 + 1e-12):
+            return proposal, False
+        values = []
+        for names, index, levels in zip(self._members, self._index, self._levels, strict=True):
+            want = np.asarray([self.space.point(q).bits.index(wanted[q]) for q in names])
+            values.append((np.abs(index - want) / levels).sum(axis=1))
+        choice = solve_mckp(values, self.costs, self.limit)
+        if choice is None:
+            lo, hi = achievable_range(self.costs, self.metric)
+            raise InfeasibleBudgetError(
+                f"{self.budget.kind} {self.budget.target:g} is out of reach: the achievable range "
+                f"is {lo:.3g}–{hi:.3g} with the allowed bits on target "
+                f"'{self.space.hardware.name}'"
+            )
+        return to_assignment(self.groups, choice, proposal), True

@@ -10,6 +10,7 @@ import pytest
 
 from searchq.autoq import search
 from searchq.cli import main
+from searchq.config.specs import AutoqSpec
 from searchq.tasks import get_task
 
 
@@ -71,10 +72,12 @@ def test_outputs(cli_run: Path) -> None:
     assert "search/best_policy" in " ".join(acc.Tags()["tensors"])
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("overlap", [True, False])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path, overlap: bool) -> None:
     kwargs = dict(
         ratio=0.15, episodes=9, warmup=3, checkpoint_every=2, progress=False, bits=(2, 4, 8), seed=3
     )
+    kwargs["spec"] = AutoqSpec(overlap_updates=overlap)  # overlap: updates in a child process
     full = search(get_task("tiny_cnn"), out=tmp_path / "full", **kwargs)
     search(get_task("tiny_cnn"), out=tmp_path / "cut", stop_after=5, **kwargs)
     resumed = search(get_task("tiny_cnn"), resume=tmp_path / "cut", **kwargs)

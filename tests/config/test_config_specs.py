@@ -110,6 +110,7 @@ def test_specs_are_frozen_and_hashable_where_flat() -> None:
         (lambda: HawqSpec(compression_ratio=0), "compression_ratio", "(0"),
         (lambda: HawqSpec(iter_number=0), "iter_number", "[1, inf]"),
         (lambda: AutoqSpec(eval_subset_ratio=1.5), "eval_subset_ratio", "(0, 1]"),
+        (lambda: AutoqSpec(overlap_updates="yes"), "overlap_updates", "expected true or false"),
         (lambda: RangeInitSpec(type="max"), "type", "'min_max'"),
         (lambda: RangeInitSpec(num_init_samples=-1), "num_init_samples", "[0, inf]"),
         (lambda: QuantizerConstraints(bits=1), "bits", "[2, 16]"),
@@ -154,6 +155,12 @@ def test_from_dict_to_dict_round_trip_fills_defaults() -> None:
     }
     assert out["initializer"]["precision"]["iter_number"] == 200
     assert QuantizationSpec.from_dict(out) == spec
+    autoq = QuantizationSpec.from_dict(
+        {"initializer": {"precision": {"type": "autoq", "overlap_updates": False}}}
+    )
+    assert isinstance(autoq.precision, AutoqSpec) and autoq.precision.overlap_updates is False
+    assert AutoqSpec().overlap_updates is True  # searchq only: NNCF has no such key
+    assert QuantizationSpec.from_dict(autoq.to_dict()) == autoq
     sparsity = MagnitudeSparsitySpec(schedule="exponential", sparsity_target=0.7)
     assert MagnitudeSparsitySpec.from_dict(sparsity.to_dict()) == sparsity
 
