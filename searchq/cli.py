@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     hawq = algos.add_parser(
         "hawq",
         help="Hessian-aware mixed precision: traces x quantization noise, exact allocation",
-        description="HAWQ: per-layer Hessian traces (Hutchinson) times quantization noise, then "
+        description="HAWQ: per-layer Hessian traces (exact for piecewise-linear networks, "
+        "Hutchinson otherwise) times quantization noise, then "
         "the exact minimum under a budget (default: bit-complexity ratio 1.5).",
     )
     _common(hawq)
@@ -112,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--traces", metavar="FILE", help="load traces from FILE, or save them there")
     h.add_argument("--selection", choices=["exact", "monotone"], help="exact (default) or NNCF's")
     h.add_argument("--mode", choices=["liberal", "strict"], help="bitwidth_assignment_mode")
+    h.add_argument(
+        "--trace-method",
+        choices=["auto", "gauss_newton", "hutchinson"],
+        help="auto (default): exact traces for piecewise-linear nets, else Hutchinson",
+    )
     h.add_argument("--num-data-points", type=int, metavar="N", help="samples for traces (100)")
     h.add_argument("--batch-size", type=int, metavar="N", help="Hessian batch size")
     h.add_argument("--iter-number", type=int, metavar="N", help="max Hutchinson probes (200)")

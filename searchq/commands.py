@@ -126,6 +126,7 @@ _HAWQ_FLAGS = {
     "stderr_fraction": "stderr_fraction",
     "tolerance": "tolerance",
     "deflation_rank": "deflation_rank",
+    "trace_method": "trace_method",
     "activation_sensitivity": "activation_sensitivity",
     "selection": "selection",
     "mode": "bitwidth_assignment_mode",

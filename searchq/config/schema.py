@@ -165,6 +165,7 @@ _PRECISION = _obj(
         "deflation_rank": {"type": "integer", "minimum": 0},
         "activation_sensitivity": _BOOL,
         "activation_probes": _POSITIVE,
+        "trace_method": {"enum": ["auto", "gauss_newton", "hutchinson"]},
         # searchq-only AutoQ key
         "overlap_updates": _BOOL,
     }

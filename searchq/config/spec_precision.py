@@ -42,6 +42,9 @@ def _explicit(data: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(k for k in data if k != "type")
 
 
+TRACE_METHODS = ("auto", "gauss_newton", "hutchinson")
+
+
 @dataclass(frozen=True)
 class HawqSpec:
     """HAWQ-v2 mixed precision (Dong et al. 2020): Hessian-trace-weighted quantization noise.
@@ -61,6 +64,13 @@ class HawqSpec:
     at most 128 outputs per sample, else Hutchinson with ``activation_probes`` probes — so the
     activation bits derived from the weights are no longer free in the objective; false
     reproduces NNCF's weights-only Σ Ω.
+    ``trace_method`` (searchq only): ``"auto"`` (default) computes the weight traces exactly,
+    without probes, when the network is piecewise linear after every quantized layer and has at
+    most 128 outputs per sample (:mod:`searchq.hawq.gauss_newton`) and runs Hutchinson
+    otherwise; ``"hutchinson"`` always estimates (NNCF's method; ``iter_number``, ``tolerance``,
+    ``stop`` and the other estimator keys apply to it only); ``"gauss_newton"`` always computes
+    the Gauss–Newton trace (the Hessian trace's positive-semidefinite part where the network is
+    not piecewise linear).
     ``explicit_keys`` records which keys the user wrote, so later code can tell a default from a
     user choice (e.g. when the hardware preset forbids some of ``bits``).
     """
@@ -81,13 +91,14 @@ class HawqSpec:
     deflation_rank: int = 16
     activation_sensitivity: bool = True
     activation_probes: int = 4
+    trace_method: str = "auto"
     explicit_keys: frozenset[str] = field(default=frozenset(), compare=False)
 
     KEYS = (
         "type", "bits", "num_data_points", "iter_number", "tolerance", "compression_ratio",
         "dump_init_precision_data", "bitwidth_assignment_mode", "traces_per_layer_path",
         "batch_size", "selection", "stop", "stderr_fraction", "pick_tolerance", "deflation_rank",
-        "activation_sensitivity", "activation_probes",
+        "activation_sensitivity", "activation_probes", "trace_method",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -123,6 +134,7 @@ class HawqSpec:
         )
         set_(self, "deflation_rank", check_int("deflation_rank", self.deflation_rank, low=0))
         check_bool("activation_sensitivity", self.activation_sensitivity)
+        check_choice("trace_method", self.trace_method, TRACE_METHODS)
         set_(
             self,
             "activation_probes",

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from searchq.core.quant import FakeQuantizer
 from searchq.errors import ConfigError
+from searchq.hawq.gauss_newton import EXACT_OUTPUTS, output_curvature
 from searchq.hawq.hutchinson import _rademacher
 
 __all__ = ["ActivationSensitivity", "activation_sensitivity"]
@@ -191,9 +192,6 @@ def activation_sensitivity(
     )
 
 
-EXACT_OUTPUTS = 128  # outputs per sample up to which the Gauss-Newton trace is computed exactly
-
-
 def _gauss_newton(
     out: Tensor,
     y: Tensor,
@@ -208,18 +206,10 @@ def _gauss_newton(
     MSE, …): H_out is block-diagonal over samples. Cost: D backward passes through the model
     for D outputs per sample (batched), no probes, no variance.
     """
-    n = out.shape[0]
-    flat = out.reshape(n, -1)
-    d = flat.shape[1]
-    z = flat.detach().requires_grad_(True)
-    (g,) = torch.autograd.grad(criterion(z.reshape(out.shape), y), z, create_graph=True)
-    if not g.requires_grad:  # loss linear in the outputs: no curvature
+    curvature = output_curvature(out, y, criterion)
+    if curvature is None:  # loss linear in the outputs: no curvature
         return np.zeros(len(deltas))
-    eye = torch.eye(d, dtype=z.dtype).unsqueeze(1).expand(d, n, d)
-    (cols,) = torch.autograd.grad(g, z, eye, is_grads_batched=True)  # (d, n, d): H[n, :, c]
-    h = cols.permute(1, 2, 0)
-    lam, vec = torch.linalg.eigh((h + h.transpose(1, 2)) / 2)  # per sample: (n, d), (n, d, d)
-    cot = vec.permute(2, 0, 1).reshape(d, *out.shape)  # cotangent c = eigenvector c of sample n
+    lam, cot = curvature
     grads = torch.autograd.grad(out, deltas, cot, is_grads_batched=True, allow_unused=True)
     trace = np.zeros(len(deltas))
     for i, gr in enumerate(grads):

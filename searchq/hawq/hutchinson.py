@@ -58,6 +58,11 @@ class TraceEstimate:
     seconds: float = 0.0
     history: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     hvps: int = 0  # Hessian-vector products spent (pilot and deflation included)
+    # "hutchinson"; "exact" (Gauss–Newton = Hessian block traces of a piecewise-linear net);
+    # "gauss_newton" (forced on any net); "loaded" from a file
+    method: str = "hutchinson"
+    backward_directions: int = 0  # batched backward directions the exact methods spent
+    note: str = ""  # e.g. why the exact method was not used
 
     def as_dict(self) -> dict[str, float]:
         return {n: float(m) for n, m in zip(self.names, self.mean, strict=True)}
@@ -72,6 +77,9 @@ class TraceEstimate:
             "stop_reason": self.stop_reason,
             "seconds": self.seconds,
             "hvps": self.hvps,
+            "method": self.method,
+            "backward_directions": self.backward_directions,
+            **({"note": self.note} if self.note else {}),
         }
 
     def save(self, path: str | Path) -> None:
@@ -115,6 +123,7 @@ class TraceEstimate:
             iterations=int(data["iterations"]),
             stop_reason="loaded",
             seconds=0.0,
+            method=str(data.get("method", "hutchinson")),
             history=np.asarray(history) if history is not None else np.zeros((0, 0)),
         )
 

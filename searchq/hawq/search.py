@@ -1,7 +1,8 @@
 """``searchq run hawq``: Hessian-aware mixed precision (HAWQ-V2) with an exact allocation.
 
 Pipeline: quantizers in the model (range init, fixed BN samples) → quantization noise of every
-weight at every allowed bitwidth → per-layer average Hessian traces (Hutchinson, graph reuse,
+weight at every allowed bitwidth → per-layer average Hessian traces (exact and probe-free for
+piecewise-linear networks, :mod:`~searchq.hawq.gauss_newton`; else Hutchinson with graph reuse,
 Hutch++ deflation, stop when the pick is stable) → Ω = trace × noise → exact Σ Ω minimum under
 the budget → evaluation (BN adaptation) → optional QAT fine-tune → run directory.
 """
@@ -30,6 +31,7 @@ from searchq.errors import ConfigError
 from searchq.hawq import plots
 from searchq.hawq.activations import ActivationSensitivity, activation_sensitivity
 from searchq.hawq.allocate import Allocation, allocate, check_reachable, frontier
+from searchq.hawq.gauss_newton import EXACT_OUTPUTS, exact_traces
 from searchq.hawq.hutchinson import TraceEstimate, estimate_traces
 from searchq.hawq.sensitivity import quantization_noise, sensitivities
 from searchq.hawq.stability import PickStability
@@ -294,6 +296,15 @@ def _traces(
     if path is not None and path.exists():
         loaded = TraceEstimate.load(path)
         return _match_loaded(loaded, names, path)
+    note = ""
+    if spec.trace_method != "hutchinson":
+        exact, note = _exact_traces(setup, spec, weights, batches)
+        if exact is not None:
+            rec.scalar("search/trace_sum", float(exact.mean.sum()), 0)
+            exact.save(rec.dir / "traces.json")
+            if path is not None:
+                exact.save(path)
+            return exact
     stop = "stderr" if spec.stop == "pick" else spec.stop
     with setup.qmodel.disabled():
         estimate = estimate_traces(
@@ -311,10 +322,54 @@ def _traces(
             should_stop=stability if spec.stop == "pick" else None,
             on_iteration=lambda i, mean: rec.scalar("search/trace_sum", float(mean.sum()), i),
         )
+    if note:
+        estimate = replace(estimate, note=note)
     estimate.save(rec.dir / "traces.json")
     if path is not None:
         estimate.save(path)
     return estimate
+
+
+def _how(estimate: TraceEstimate) -> str:
+    if estimate.method == "exact":
+        return "exact (piecewise-linear network, no probes)"
+    if estimate.method == "gauss_newton":
+        return "Gauss-Newton (no probes)"
+    return f"{estimate.iterations} probes, {estimate.stop_reason}"
+
+
+def _exact_traces(
+    setup: QuantSetup,
+    spec: HawqSpec,
+    weights: Mapping[str, Tensor],
+    batches: Sequence[tuple[Tensor, Tensor]],
+) -> tuple[TraceEstimate | None, str]:
+    """The probe-free traces of :mod:`~searchq.hawq.gauss_newton`, or (None, why not) when
+    ``trace_method`` is ``auto`` and the model does not qualify (forced: a ConfigError)."""
+    modules = dict(setup.model.named_modules())
+    points = {p.qname: p for p in setup.space.weight_points}
+    forced = spec.trace_method == "gauss_newton"
+    try:
+        shared = [q for q in weights if len(points[q].ops) != 1]
+        if shared:
+            raise ValueError(f"weights {shared[:3]} are used by several layers")
+        layers = [(q, modules[points[q].ops[0]], w) for q, w in weights.items()]
+        with setup.qmodel.disabled():
+            return exact_traces(
+                setup.model,
+                layers,
+                batches,
+                setup.task.criterion,  # type: ignore[arg-type]
+                require_piecewise_linear=not forced,
+                max_outputs=None if forced else EXACT_OUTPUTS,
+            ), ""
+    except ValueError as exc:
+        if forced:
+            raise ConfigError(
+                f"cannot compute Gauss-Newton traces: {exc}; use 'hutchinson' or 'auto'",
+                key="trace_method",
+            ) from None
+        return None, f"exact traces not used: {exc}"
 
 
 def _activation_sensitivity(
@@ -392,7 +447,7 @@ def _report(
         "traces",
         plots.traces_figure(
             estimate.names, estimate.mean, estimate.stderr,
-            f"average Hessian traces — {estimate.iterations} probes, {estimate.stop_reason}",
+            f"average Hessian traces — {_how(estimate)}",
         ),
     )  # fmt: skip
     curve = frontier(setup.space, omega, budget.kind, latency=budget.latency)
