@@ -161,7 +161,8 @@ def exact_traces(
     max_outputs: int | None = EXACT_OUTPUTS,
 ) -> TraceEstimate:
     """:func:`gauss_newton_traces` as a :class:`TraceEstimate` of average traces for the
-    ``(name, module, weight)`` layers: standard errors 0 (exact for the samples), no probes."""
+    ``(name, module, weight)`` layers: standard errors 0 (exact for the samples, no probes), the
+    sampling error over the samples in ``data_stderr``."""
     names = tuple(n for n, _, _ in layers)
     sums, info = gauss_newton_traces(
         model,
@@ -172,11 +173,13 @@ def exact_traces(
         require_piecewise_linear=require_piecewise_linear,
         max_outputs=max_outputs,
     )
-    mean = sums / np.asarray([w.numel() for _, _, w in layers], dtype=np.float64)
+    numels = np.asarray([w.numel() for _, _, w in layers], dtype=np.float64)
+    mean = sums / numels
     return TraceEstimate(
         names=names,
         mean=mean,
         stderr=np.zeros(len(names)),
+        data_stderr=np.asarray(info["data_stderr"]) / numels,
         iterations=0,
         stop_reason="exact",
         seconds=float(info["seconds"]),
@@ -201,6 +204,9 @@ def gauss_newton_traces(
     over ``batches`` like the loss, for the ``weights`` of the modules ``owners`` (Linear,
     Conv1d, Conv2d, each called once per forward, with ``module.weight`` equal to the weight).
 
+    ``info["data_stderr"]`` is the standard error of the mean over the samples (how much another
+    draw of as many samples would move the traces; probes add no error here).
+
     Raises :class:`ValueError` naming the reason when the model does not qualify (a non
     piecewise-linear op with ``require_piecewise_linear``, an unsupported layer, a layer run
     twice, a transformed weight, a loss linear in the outputs, more than ``max_outputs`` outputs
@@ -210,8 +216,7 @@ def gauss_newton_traces(
     bad = unsupported_layers(owners)
     if bad:
         raise ValueError(f"layer types {bad} have no per-sample gradient rule here")
-    total = sum(int(x.shape[0]) for x, _ in batches)
-    traces = np.zeros(len(owners))
+    per_sample: list[np.ndarray] = []  # (n, layers) per batch: each sample's own traces
     start = time.perf_counter()
     passes = 0
     nonlinear: list[str] = []
@@ -231,8 +236,8 @@ def gauss_newton_traces(
             lam, cot = curvature
             keep = torch.nonzero(lam.max(0).values > 1e-12 * float(lam.max().clamp_min(0)))
             keep = keep.flatten()  # eigen-directions with curvature in some sample
-            share = float(x.shape[0]) / total
             zs = [captured[i][0][1] for i in range(len(owners))]
+            rows = torch.zeros(int(x.shape[0]), len(owners), dtype=torch.float64)
             per_direction = sum(int(z[0].numel()) for z in zs) * int(x.shape[0])
             chunk = max(1, min(len(keep), memory_floats // max(per_direction, 1)))
             for lo in range(0, len(keep), chunk):
@@ -245,11 +250,17 @@ def gauss_newton_traces(
                 for i, (module, gz) in enumerate(zip(owners, grads, strict=True)):
                     a = captured[i][0][0]
                     norms = _per_sample_sq_norms(module, a, gz, memory_floats)
-                    traces[i] += share * float((norms * weight).sum())
+                    rows[:, i] += (norms * weight).sum(0).double()
+            # the loss averages the batch; a sample's own trace is its term × the batch size
+            per_sample.append(rows.numpy() * int(x.shape[0]))
             del out, zs, captured
     finally:
         model.train(was_training)
+    samples = np.concatenate(per_sample)
+    traces = samples.mean(0)
+    spread = samples.std(0, ddof=1) / np.sqrt(len(samples)) if len(samples) > 1 else traces * 0
     info = {
+        "data_stderr": spread,
         "backward_directions": passes,
         "seconds": time.perf_counter() - start,
         "nonlinear_ops": nonlinear,

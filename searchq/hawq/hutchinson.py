@@ -63,6 +63,8 @@ class TraceEstimate:
     method: str = "hutchinson"
     backward_directions: int = 0  # batched backward directions the exact methods spent
     note: str = ""  # e.g. why the exact method was not used
+    # exact methods: standard error of the mean over the Hessian samples (None: not measured)
+    data_stderr: np.ndarray | None = None
 
     def as_dict(self) -> dict[str, float]:
         return {n: float(m) for n, m in zip(self.names, self.mean, strict=True)}
@@ -80,6 +82,11 @@ class TraceEstimate:
             "method": self.method,
             "backward_directions": self.backward_directions,
             **({"note": self.note} if self.note else {}),
+            **(
+                {"data_stderr": [float(x) for x in self.data_stderr]}
+                if self.data_stderr is not None
+                else {}
+            ),
         }
 
     def save(self, path: str | Path) -> None:
@@ -124,6 +131,9 @@ class TraceEstimate:
             stop_reason="loaded",
             seconds=0.0,
             method=str(data.get("method", "hutchinson")),
+            data_stderr=(
+                np.asarray(data["data_stderr"], dtype=np.float64) if "data_stderr" in data else None
+            ),
             history=np.asarray(history) if history is not None else np.zeros((0, 0)),
         )
 

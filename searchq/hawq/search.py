@@ -250,10 +250,7 @@ def search(
             "bits": list(search_bits),
             "traces": {
                 **estimate.to_dict(),
-                "per_layer": {
-                    n: {"mean": float(m), "stderr": float(s)}
-                    for n, m, s in zip(estimate.names, estimate.mean, estimate.stderr, strict=True)
-                },
+                "per_layer": _per_layer(estimate),
             },
             **({"activation_traces": acts.to_dict()} if acts is not None else {}),
             "pick_regret": stability.history,
@@ -330,11 +327,22 @@ def _traces(
     return estimate
 
 
+def _per_layer(estimate: TraceEstimate) -> dict[str, dict[str, float]]:
+    rows: dict[str, dict[str, float]] = {
+        n: {"mean": float(m), "stderr": float(s)}
+        for n, m, s in zip(estimate.names, estimate.mean, estimate.stderr, strict=True)
+    }
+    if estimate.data_stderr is not None:
+        for n, d in zip(estimate.names, estimate.data_stderr, strict=True):
+            rows[n]["data_stderr"] = float(d)
+    return rows
+
+
 def _how(estimate: TraceEstimate) -> str:
     if estimate.method == "exact":
-        return "exact (piecewise-linear network, no probes)"
+        return "exact (no probes); bars: s.e. over the samples"
     if estimate.method == "gauss_newton":
-        return "Gauss-Newton (no probes)"
+        return "Gauss-Newton (no probes); bars: s.e. over the samples"
     return f"{estimate.iterations} probes, {estimate.stop_reason}"
 
 
@@ -446,7 +454,8 @@ def _report(
     rec.figure(
         "traces",
         plots.traces_figure(
-            estimate.names, estimate.mean, estimate.stderr,
+            estimate.names, estimate.mean,
+            estimate.stderr if estimate.data_stderr is None else estimate.data_stderr,
             f"average Hessian traces — {_how(estimate)}",
         ),
     )  # fmt: skip

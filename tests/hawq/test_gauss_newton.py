@@ -105,6 +105,18 @@ def test_equals_the_exact_hessian_block_traces(make, shape, crit):
     np.testing.assert_allclose(ours, exact, rtol=1e-4, atol=1e-7)
     assert info["nonlinear_ops"] == [] and info["backward_directions"] > 0
     assert net.training == mode  # restored
+    # the sampling error: each sample's own trace is the trace of its loss alone
+    own = np.stack(
+        [
+            gauss_newton_traces(net, layers, [m.weight for m in layers], [(x[k : k + 1],
+                                y[k : k + 1])], crit)[0]
+            for k in range(len(x))
+        ]
+    )  # fmt: skip
+    np.testing.assert_allclose(own.mean(0), exact, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(
+        info["data_stderr"], own.std(0, ddof=1) / np.sqrt(len(x)), rtol=1e-4, atol=1e-8
+    )
 
 
 class _Gated(nn.Module):
@@ -219,7 +231,7 @@ def test_search_uses_exact_traces_by_default_and_hutchinson_otherwise(tmp_path):
     relu = search(_mlp(nn.ReLU()), _loader((1, 4, 4)), crit, out=tmp_path / "relu", **kwargs)
     traces = relu.extra["traces"]
     assert traces["method"] == "exact" and traces["hvps"] == 0
-    assert all(v["stderr"] == 0 for v in traces["per_layer"].values())
+    assert all(v["stderr"] == 0 < v["data_stderr"] for v in traces["per_layer"].values())
     gelu = search(_mlp(nn.GELU()), _loader((1, 4, 4)), crit, out=tmp_path / "gelu", **kwargs)
     assert gelu.extra["traces"]["method"] == "hutchinson"
     assert "not piecewise linear" in gelu.extra["traces"]["note"]
