@@ -11,7 +11,7 @@ The agent's overhead is measured as the user sees it: episode wall time of AutoQ
 random search (whose agent is a uniform draw) in the same cell, over AutoQ's episode wall time.
 
 Run:  .venv/bin/python experiments/autoq.py [--seeds 0,1,2] [--episodes 100] [--quick]
-          [--pairs N [--grid-from experiments/results/autoq.json]]
+          [--pairs N [--grid-from | --pairs-from experiments/results/autoq.json]]
 Writes experiments/results/autoq.md and the raw numbers next to it as autoq.json (NNCF's JSON
 reports and logs: experiments/nncf/out/bench/). On a shared machine the wall-time comparison
 needs idle time: ``--pairs N`` adds N AutoQ/random pairs, each run only when both cores are idle.
@@ -465,6 +465,11 @@ def main() -> None:
         help="give up waiting for idle machine time after S seconds",
     )
     ap.add_argument(
+        "--pairs-from",
+        metavar="JSON",
+        help="start section (e) with the idle pairs of an earlier run's raw JSON",
+    )
+    ap.add_argument(
         "--grid-from",
         metavar="JSON",
         help="skip the grid: take it from an earlier run's raw JSON (<out>.json)",
@@ -485,6 +490,10 @@ def main() -> None:
         saved_pairs = saved["pairs"]
     start = time.perf_counter()
     pairs: list[dict] = saved_pairs if args.grid_from else []
+    kept = 0
+    if args.pairs_from:  # idle pairs measured earlier (same AutoQ code), kept with a new grid
+        pairs = json.loads(Path(args.pairs_from).read_text())["pairs"] + pairs
+        kept = len(pairs)
     with tempfile.TemporaryDirectory(prefix="autoq_bench_") as tmp:
         for k, (b, s) in enumerate((b, s) for b in BUDGETS for s in seeds):
             if args.grid_from:
@@ -541,6 +550,12 @@ def main() -> None:
         f"random and torch seeded before the search; CPU extension {', '.join(ext) or 'n/a'}). "
         "NNCF's AutoQ only supports the model-size ratio, so it has no bit-ops row.", "",
     ]  # fmt: skip
+    if args.pairs_from:
+        lines += [
+            f"Section (e) starts with the {kept} idle pair(s) of `{args.pairs_from}` as it "
+            "was before this run (`--pairs-from`; measured on the same AutoQ code).",
+            "",
+        ]
     if args.grid_from:
         now = time.strftime("%Y-%m-%d %H:%M")
         lines += [f"Regenerated from `{args.grid_from}` by `{cmd}` ({now}, {total / 60:.1f} min: "
