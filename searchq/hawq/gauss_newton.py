@@ -25,6 +25,7 @@ part of the Hessian trace rather than the trace itself.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -56,12 +57,13 @@ _LINEAR = {
     "AdaptiveAvgPool2D", "NativeBatchNorm", "CudnnBatchNorm", "MiopenBatchNorm",
     "NativeBatchNormLegitNoTraining", "ToCopy", "Narrow", "Repeat", "Roll", "Flip",
     "ReflectionPad1D", "ReflectionPad2D", "ReplicationPad1D", "ReplicationPad2D", "Contiguous",
-    "PixelShuffle", "PixelUnshuffle", "ChannelShuffle", "UpsampleNearest2D",
+    "PixelShuffle", "PixelUnshuffle", "ChannelShuffle", "UpsampleNearest1D", "UpsampleNearest2D",
+    "UpsampleLinear1D", "UpsampleBilinear2D",
 }  # fmt: skip
 _PIECEWISE = {
     "Relu", "Hardtanh", "LeakyRelu", "Threshold", "Clamp", "ClampMin", "ClampMax", "Abs",
     "MaxPool1DWithIndices", "MaxPool2DWithIndices", "AdaptiveMaxPool1D", "AdaptiveMaxPool2D",
-    "Maximum", "Minimum", "Max", "Min", "Amax", "Amin", "Prelu", "PreluKernel",
+    "Maximum", "Minimum", "Max", "Min", "Amax", "Amin", "Prelu", "PreluKernel", "Hardsigmoid",
 }  # fmt: skip
 # products: linear while at most one operand depends on the data (the other is a weight)
 _PRODUCTS = {"Mul", "Div", "Mm", "Bmm", "Addmm", "Addmv", "Mv", "Matmul", "Convolution",
@@ -71,10 +73,7 @@ _DATA_SOURCES = {"Convolution", "MkldnnConvolution", "Addmm", "Mm", "Bmm", "Matm
 
 
 def _kind(node: Any) -> str:
-    name = type(node).__name__
-    if name.endswith("Backward0") or name.endswith("Backward1"):
-        return name[: -len("Backward0")]
-    return name.removesuffix("Backward")
+    return re.sub(r"Backward\d*$", "", type(node).__name__)
 
 
 def nonlinear_ops(out: Tensor) -> list[str]:

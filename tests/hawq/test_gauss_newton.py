@@ -136,12 +136,23 @@ class _Gated(nn.Module):
             h = h * torch.sigmoid(self.b(x))
         elif self.gate == "scaled":  # scaling by a constant stays linear
             h = torch.relu(h) * 0.5 / 2.0
+        elif self.gate == "hardsigmoid":  # piecewise linear on its own
+            h = nn.functional.hardsigmoid(nn.functional.relu6(h))
+        elif self.gate == "hardsigmoid_gate":  # MobileNetV3-style gate: a product of two
+            h = h * nn.functional.hardsigmoid(self.b(x))
         return self.head(h)
 
 
 @pytest.mark.parametrize(
     ("gate", "flagged"),
-    [("gelu", "Gelu"), ("product", "Mul"), ("sigmoid", "Sigmoid"), ("scaled", None)],
+    [
+        ("gelu", "Gelu"),
+        ("product", "Mul"),
+        ("sigmoid", "Sigmoid"),
+        ("scaled", None),
+        ("hardsigmoid", None),
+        ("hardsigmoid_gate", "Mul"),
+    ],
 )
 def test_nonlinear_ops_are_found_in_the_data_path(gate, flagged):
     ops = nonlinear_ops(_Gated(gate)(torch.randn(4, 6)))
