@@ -339,6 +339,7 @@ _NAS_TRAINING = _obj(
         ),
         "subnets_per_step": {"oneOf": [_POSITIVE, {"const": "auto"}]},
         "sandwich": _BOOL,
+        "max_subnet_every": {"type": "integer", "minimum": 0},
     }
 )
 

@@ -1,19 +1,20 @@
 """Progressive shrinking (Once-for-All, Cai et al. 2020; NNCF BootstrapNAS) of a trained model.
 
-Stage by stage, every optimizer step trains one or more subnets of the dimensions the stage
-trains (within its depth / width indicators) and accumulates their gradients. By default the
-subnets follow the sandwich rule of BigNAS (Yu et al. 2020): maximal → stage's smallest →
-random, spread one per step over consecutive steps in stages whose subnets are large (depth,
-kernel), all three in every step of stages whose smallest subnet is small (width); see
-:mod:`searchq.elastic.spec` for the knobs. Every subnet but the maximal one learns
-from the labels and by knowledge distillation (softened softmax KL × T², or MSE on logits) from
-the maximal subnet's own output when the step trains it (in-place distillation), else from the
-original (frozen) network, run once per step without autograd. Which subnets a step trains is a
-pure function of (seed, step), so every rank of a ``torchrun`` launch trains the same ones and
-a resumed run repeats them; gradients are averaged over ranks (gloo on CPU). After every epoch
-the maximal and minimal subnets are validated after a full BatchNorm recalibration, and a
-checkpoint is written; ``resume`` continues at the next epoch exactly (weights, optimizer,
-scheduler, loader order).
+Stage by stage, every optimizer step trains one or more subnets of the dimensions the stage trains
+(within its depth / width indicators) and accumulates their gradients. By default the subnets
+follow the sandwich rule of BigNAS (Yu et al. 2020): maximal → stage's smallest → random, spread
+one per step over consecutive steps in stages whose subnets are large (depth, kernel); in stages
+whose smallest subnet is small (width) every step trains the smallest and a random subnet, and the
+maximal one every ``max_subnet_every``-th step (default never, as in Once-for-All); see
+:mod:`searchq.elastic.spec` for the knobs and the measurements. Every subnet but the maximal one
+learns from the labels and by knowledge distillation (softened softmax KL × T², or MSE on logits)
+from the maximal subnet's own output when the step trains it (in-place distillation), else from
+the original (frozen) network, run once per step without autograd. Which subnets a step trains is
+a pure function of (seed, step), so every rank of a ``torchrun`` launch trains the same ones and a
+resumed run repeats them; gradients are averaged over ranks (gloo on CPU). After every epoch the
+maximal and minimal subnets are validated after a full BatchNorm recalibration, and a checkpoint
+is written; ``resume`` continues at the next epoch exactly (weights, optimizer, scheduler, loader
+order).
 """
 
 from __future__ import annotations
@@ -297,11 +298,15 @@ def step_roles(spec: ElasticSpec, event: int, members: int) -> list[str]:
     """The sandwich members ("max" / "min" / "random") trained at sampling event ``event``:
     the next ``members`` of the cycle max → min → random (3: BigNAS's sandwich in every step).
     Without ``sandwich`` every member is random (NNCF). The maximal subnet comes first, so it
-    can teach the others in place."""
+    can teach the others in place; in a step of several members it is left out unless ``event``
+    is a multiple of ``spec.max_subnet_every`` (0: always left out)."""
     k = max(1, int(members))
     if not spec.sandwich:
         return ["random"] * k
     roles = [CYCLE[(event * k + j) % len(CYCLE)] for j in range(k)]
+    every = spec.max_subnet_every
+    if len(roles) > 1 and "max" in roles and (every == 0 or event % every):
+        roles = [r for r in roles if r != "max"]  # the original net teaches this step
     return sorted(roles, key=lambda r: r != "max")  # stable
 
 

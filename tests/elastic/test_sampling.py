@@ -46,7 +46,7 @@ def test_one_member_per_step_cycles_max_min_random() -> None:
 
 
 def test_three_members_per_step_is_the_bignas_sandwich_max_first() -> None:
-    spec = ElasticSpec(subnets_per_step=3)
+    spec = ElasticSpec(subnets_per_step=3, max_subnet_every=1)
     assert all(step_roles(spec, e, 3) == ["max", "min", "random"] for e in range(5))
     two = [step_roles(spec, e, 2) for e in range(3)]  # the cycle continues across steps
     assert two == [["max", "min"], ["max", "random"], ["min", "random"]]
@@ -68,11 +68,14 @@ def test_auto_sizes_steps_by_the_stage(supernet: Supernet) -> None:
     assert stage_members(supernet, spec, StageSpec(("kernel",), 1)) == 1  # no such dimension
 
 
-def test_auto_width_stage_trains_max_min_random_in_every_step(supernet: Supernet) -> None:
+def test_auto_width_stage_trains_min_and_random_in_every_step(supernet: Supernet) -> None:
     spec = ElasticSpec()
     dims = ("depth", "width")
     members = stage_members(supernet, spec, WIDTH)
     steps = [step_subnets(supernet, spec, WIDTH, dims, 0, s, members) for s in range(6)]
+    assert all([role for role, _ in step] == ["min", "random"] for step in steps)
+    bignas = replace(spec, max_subnet_every=1)
+    steps = [step_subnets(supernet, bignas, WIDTH, dims, 0, s, members) for s in range(6)]
     assert all([role for role, _ in step] == ["max", "min", "random"] for step in steps)
     assert len({cfg.key() for step in steps for role, cfg in step if role == "random"}) > 1
 
@@ -82,7 +85,7 @@ def _keys(configs: list) -> list:
 
 
 def test_step_subnets_are_a_pure_function_of_seed_and_step(supernet: Supernet) -> None:
-    spec = ElasticSpec()
+    spec = ElasticSpec(max_subnet_every=1)
     dims = ("depth", "width")
     runs = [
         [_keys(step_subnets(supernet, spec, WIDTH, dims, 7, s, 3)) for s in range(12)]
@@ -135,15 +138,26 @@ def test_inplace_distillation_skips_the_original_teacher(
     steps = len(get_task("digits").train_loader)
     for k, expected in ((3, 0), (1, steps - (steps + 2) // 3)):  # every step but the max's
         calls.clear()
-        spec = replace(elastic_spec({}), stages=stages, subnets_per_step=k)
+        spec = replace(elastic_spec({}), stages=stages, subnets_per_step=k, max_subnet_every=1)
         train_supernet(get_task("digits"), spec, out=tmp_path / f"k{k}", progress=False)
         assert calls["teacher"] == expected, k
-    calls.clear()  # "auto" in a width stage: [max, min, random], all taught in place
+    calls.clear()  # BigNAS in a width stage: [max, min, random], all taught in place
+    spec = replace(elastic_spec({}), stages=(WIDTH,), max_subnet_every=1)
+    train_supernet(get_task("digits"), spec, out=tmp_path / "bignas", progress=False)
+    assert calls["teacher"] == 0
+    calls.clear()  # the default width stage: [min, random], the original net teaches each step
     spec = replace(elastic_spec({}), stages=(WIDTH,))
     train_supernet(get_task("digits"), spec, out=tmp_path / "auto", progress=False)
-    assert calls["teacher"] == 0
+    assert calls["teacher"] == steps
+    calls.clear()  # the maximal subnet every other step: the original net teaches the rest
+    spec = replace(elastic_spec({}), stages=(WIDTH,), max_subnet_every=2)
+    train_supernet(get_task("digits"), spec, out=tmp_path / "every2", progress=False)
+    assert calls["teacher"] == steps // 2
     calls.clear()
-    spec = replace(elastic_spec({}), stages=stages, subnets_per_step=3, inplace_distillation=False)
+    spec = replace(
+        elastic_spec({}), stages=stages, subnets_per_step=3, inplace_distillation=False,
+        max_subnet_every=1,
+    )  # fmt: skip
     train_supernet(get_task("digits"), spec, out=tmp_path / "orig", progress=False)
     assert calls["teacher"] == steps
 
@@ -179,4 +193,23 @@ def test_spec_and_config_keys() -> None:
     with pytest.raises(ConfigError):
         validate_document(
             {"model": "digits", "bootstrapNAS": {"training": {"subnets_per_step": "many"}}}, None
+        )
+
+
+def test_max_subnet_every_leaves_the_maximal_out_of_multi_member_steps() -> None:
+    every2 = ElasticSpec(max_subnet_every=2)
+    sandwich, without = ["max", "min", "random"], ["min", "random"]
+    assert [step_roles(every2, e, 3) for e in range(4)] == [sandwich, without] * 2
+    never = ElasticSpec(max_subnet_every=0)
+    assert all(step_roles(never, e, 3) == without for e in range(4))
+    # single-member steps (depth stages) keep their cycle: the maximal subnet still trains
+    assert [step_roles(never, e, 1) for e in range(3)] == [["max"], ["min"], ["random"]]
+    assert elastic_spec({"max_subnet_every": 2}).max_subnet_every == 2
+    assert elastic_spec({}).max_subnet_every == 0
+    for bad in (-1, "2", True, 1.5):
+        with pytest.raises(ConfigError, match="max_subnet_every"):
+            ElasticSpec(max_subnet_every=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        validate_document(
+            {"model": "digits", "bootstrapNAS": {"training": {"max_subnet_every": -2}}}, None
         )
