@@ -39,7 +39,9 @@ class PickStability:
         self.tolerance, self.samples, self.seed = tolerance, samples, seed
         self.history: list[tuple[int, float]] = []
 
-    def regret(self, mean: np.ndarray, stderr: np.ndarray, iteration: int) -> float:
+    def regret(
+        self, mean: np.ndarray, stderr: np.ndarray, iteration: int, *, record: bool = True
+    ) -> float:
         traces = dict(zip(self.names, mean, strict=True))
         pick = allocate(self.space, self._omega(traces), self.budget).assignment
         rng = np.random.default_rng([self.seed, iteration])
@@ -53,7 +55,8 @@ class PickStability:
             mine = objective(pick, omega)
             regrets.append((mine - best) / max(best, 1e-30))
         value = float(np.mean(regrets))
-        self.history.append((iteration, value))
+        if record:
+            self.history.append((iteration, value))
         return value
 
     def _omega(self, traces: Mapping[str, float]) -> dict[str, dict[int, float]]:

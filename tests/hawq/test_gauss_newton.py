@@ -243,6 +243,7 @@ def test_search_uses_exact_traces_by_default_and_hutchinson_otherwise(tmp_path):
     traces = relu.extra["traces"]
     assert traces["method"] == "exact" and traces["hvps"] == 0
     assert all(v["stderr"] == 0 < v["data_stderr"] for v in traces["per_layer"].values())
+    assert -1e-12 <= traces["data_pick_regret"] < 1  # how much the pick depends on the samples
     gelu = search(_mlp(nn.GELU()), _loader((1, 4, 4)), crit, out=tmp_path / "gelu", **kwargs)
     assert gelu.extra["traces"]["method"] == "hutchinson"
     assert "not piecewise linear" in gelu.extra["traces"]["note"]
