@@ -228,7 +228,9 @@ def gauss_newton_traces(
                 raise ValueError(
                     f"the model has {out[0].numel()} outputs per sample (exact up to {max_outputs})"
                 )
-            nonlinear = _check_forward(out, owners, weights, captured, require_piecewise_linear)
+            _check_calls(owners, captured)
+            if not per_sample:  # the same graph every batch: its checks once
+                nonlinear = _check_forward(out, owners, weights, captured, require_piecewise_linear)
             curvature = output_curvature(out, y, criterion)
             if curvature is None:
                 raise ValueError("the loss is linear in the model's outputs (no curvature)")
@@ -236,6 +238,7 @@ def gauss_newton_traces(
             keep = torch.nonzero(lam.max(0).values > 1e-12 * float(lam.max().clamp_min(0)))
             keep = keep.flatten()  # eigen-directions with curvature in some sample
             zs = [captured[i][0][1] for i in range(len(owners))]
+            patches = [_LayerPatches(m, captured[i][0][0]) for i, m in enumerate(owners)]
             rows = torch.zeros(int(x.shape[0]), len(owners), dtype=torch.float64)
             per_direction = sum(int(z[0].numel()) for z in zs) * int(x.shape[0])
             chunk = max(1, min(len(keep), memory_floats // max(per_direction, 1)))
@@ -246,13 +249,12 @@ def gauss_newton_traces(
                 )
                 passes += len(idx)
                 weight = lam.T[idx]  # (c, n)
-                for i, (module, gz) in enumerate(zip(owners, grads, strict=True)):
-                    a = captured[i][0][0]
-                    norms = _per_sample_sq_norms(module, a, gz, memory_floats)
+                for i, (layer, gz) in enumerate(zip(patches, grads, strict=True)):
+                    norms = layer.sq_norms(gz, memory_floats)
                     rows[:, i] += (norms * weight).sum(0).double()
             # the loss averages the batch; a sample's own trace is its term × the batch size
             per_sample.append(rows.numpy() * int(x.shape[0]))
-            del out, zs, captured
+            del out, zs, captured, patches
     finally:
         model.train(was_training)
     samples = np.concatenate(per_sample)
@@ -289,6 +291,16 @@ def _forward_capturing(
     return out, captured
 
 
+def _check_calls(
+    owners: Sequence[nn.Module], captured: Sequence[Sequence[tuple[Tensor, Tensor]]]
+) -> None:
+    for m, calls in zip(owners, captured, strict=True):
+        if len(calls) != 1:
+            raise ValueError(
+                f"a {type(m).__name__} ran {len(calls)} times in one forward (needs once)"
+            )
+
+
 def _check_forward(
     out: Tensor,
     owners: Sequence[nn.Module],
@@ -298,10 +310,6 @@ def _check_forward(
 ) -> list[str]:
     """Raises when the forward does not qualify; returns the non-piecewise-linear ops."""
     for i, m in enumerate(owners):
-        if len(captured[i]) != 1:
-            raise ValueError(
-                f"a {type(m).__name__} ran {len(captured[i])} times in one forward (needs once)"
-            )
         w = m.weight
         assert isinstance(w, Tensor)
         if w is not weights[i] and not (w.shape == weights[i].shape and torch.equal(w, weights[i])):
@@ -346,32 +354,41 @@ def _patches(module: nn.Module, a: Tensor) -> Tensor:
     return F.unfold(a, kernel, dilation=dilation, stride=stride)
 
 
-def _per_sample_sq_norms(module: nn.Module, a: Tensor, gz: Tensor, memory_floats: int) -> Tensor:
-    """‖∂(uᵀf_n)/∂W‖² for every (direction, sample): ``gz`` is (c, n, *output shape)."""
-    c, n = gz.shape[:2]
-    u = _patches(module, a)  # (n, K, P)
-    if isinstance(module, nn.Linear):
-        g = gz.reshape(c, n, -1, gz.shape[-1]).transpose(2, 3)  # (c, n, O, P)
-        groups = 1
-    else:
-        g = gz.reshape(c, n, gz.shape[2], -1)
-        groups = int(module.groups)  # type: ignore[arg-type]
-    k_all, p = u.shape[1], u.shape[2]
-    o = g.shape[2] // groups
-    k = k_all // groups
-    u = u.reshape(n, groups, k, p)
-    g = g.reshape(c, n, groups, o, p)
-    if p * p * (o + k) < p * o * k:  # few positions: Σ_pq (g_p·g_q)(a_p·a_q)
-        uu = torch.einsum("ngkp,ngkq->ngpq", u, u)
+class _LayerPatches:
+    """One layer's input patches for one batch, grouped, and their Gram matrices when the Gram
+    form is the cheaper one: built once per batch, used for every chunk of directions."""
+
+    def __init__(self, module: nn.Module, a: Tensor) -> None:
+        u = _patches(module, a)  # (n, K, P)
+        self.linear = isinstance(module, nn.Linear)
+        self.groups = 1 if self.linear else int(module.groups)  # type: ignore[arg-type]
+        n, k_all, self.p = u.shape
+        self.k = k_all // self.groups
+        weight = module.weight
+        assert isinstance(weight, Tensor)
+        self.o = int(weight.shape[0]) // self.groups
+        self.u = u.reshape(n, self.groups, self.k, self.p)
+        # few positions: ‖Σ_p g_p ⊗ a_p‖² = Σ_pq (g_p·g_q)(a_p·a_q) costs P²(O + K), not P·O·K
+        ghost = self.p * self.p * (self.o + self.k) < self.p * self.o * self.k
+        self.gram = torch.einsum("ngkp,ngkq->ngpq", self.u, self.u) if ghost else None
+
+    def sq_norms(self, gz: Tensor, memory_floats: int) -> Tensor:
+        """‖∂(uᵀf_n)/∂W‖² for every (direction, sample): ``gz`` is (c, n, *output shape)."""
+        c, n = gz.shape[:2]
+        if self.linear:
+            g = gz.reshape(c, n, -1, gz.shape[-1]).transpose(2, 3)  # (c, n, O, P)
+        else:
+            g = gz.reshape(c, n, gz.shape[2], -1)
+        g = g.reshape(c, n, self.groups, self.o, self.p)
         out = []
-        step = max(1, memory_floats // max(n * groups * p * p, 1))
-        for lo in range(0, c, step):
-            gg = torch.einsum("cngop,cngoq->cngpq", g[lo : lo + step], g[lo : lo + step])
-            out.append((gg * uu).sum((2, 3, 4)))
+        if self.gram is not None:
+            step = max(1, memory_floats // max(n * self.groups * self.p * self.p, 1))
+            for lo in range(0, c, step):
+                gg = torch.einsum("cngop,cngoq->cngpq", g[lo : lo + step], g[lo : lo + step])
+                out.append((gg * self.gram).sum((2, 3, 4)))
+        else:
+            step = max(1, memory_floats // max(n * self.groups * self.o * self.k, 1))
+            for lo in range(0, c, step):
+                w = torch.einsum("cngop,ngkp->cngok", g[lo : lo + step], self.u)
+                out.append(w.pow(2).sum((2, 3, 4)))
         return torch.cat(out)
-    out = []
-    step = max(1, memory_floats // max(n * groups * o * k, 1))
-    for lo in range(0, c, step):
-        w = torch.einsum("cngop,ngkp->cngok", g[lo : lo + step], u)
-        out.append(w.pow(2).sum((2, 3, 4)))
-    return torch.cat(out)

@@ -295,14 +295,29 @@ def _traces(
     if path is not None and path.exists():
         loaded = TraceEstimate.load(path)
         return _match_loaded(loaded, names, path)
+    estimate = _estimate(rec, setup, spec, weights, stability, seed, batches)
+    estimate.save(rec.dir / "traces.json")
+    if path is not None:
+        estimate.save(path)
+    return estimate
+
+
+def _estimate(
+    rec: Run,
+    setup: QuantSetup,
+    spec: HawqSpec,
+    weights: Mapping[str, Tensor],
+    stability: PickStability,
+    seed: int,
+    batches: Sequence[tuple[Tensor, Tensor]],
+) -> TraceEstimate:
+    """The exact traces where ``trace_method`` allows and the model qualifies, else Hutchinson's
+    (with the reason the exact ones were not used in ``note``)."""
     note = ""
     if spec.trace_method != "hutchinson":
         exact, note = _exact_traces(setup, spec, weights, batches)
         if exact is not None:
             rec.scalar("search/trace_sum", float(exact.mean.sum()), 0)
-            exact.save(rec.dir / "traces.json")
-            if path is not None:
-                exact.save(path)
             return exact
     stop = "stderr" if spec.stop == "pick" else spec.stop
     with setup.qmodel.disabled():
@@ -321,12 +336,7 @@ def _traces(
             should_stop=stability if spec.stop == "pick" else None,
             on_iteration=lambda i, mean: rec.scalar("search/trace_sum", float(mean.sum()), i),
         )
-    if note:
-        estimate = replace(estimate, note=note)
-    estimate.save(rec.dir / "traces.json")
-    if path is not None:
-        estimate.save(path)
-    return estimate
+    return replace(estimate, note=note) if note else estimate
 
 
 def _data_regret(estimate: TraceEstimate, stability: PickStability, spec: HawqSpec) -> float | None:
