@@ -59,7 +59,7 @@ class TraceEstimate:
     history: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     hvps: int = 0  # Hessian-vector products spent (pilot and deflation included)
     # "hutchinson"; "exact" (Gauss–Newton = Hessian block traces of a piecewise-linear net);
-    # "gauss_newton" (forced on any net); "loaded" from a file
+    # "gauss_newton" (forced on any net); a loaded file keeps its own
     method: str = "hutchinson"
     backward_directions: int = 0  # batched backward directions the exact methods spent
     note: str = ""  # e.g. why the exact method was not used
